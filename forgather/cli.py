@@ -1,0 +1,95 @@
+"""The `forgather` command line. This path must stay free of torch so --help and --dry-run are instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from . import __version__
+from .commands import config_show, ls, train
+from .commands.common import load_composed
+from .errors import UserError
+
+COMMANDS = [train, config_show, ls]
+NEEDS_PROJECT = {"train", "config"}
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a single line instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--project", metavar="DIR", help="project directory (default: walk up from cwd)")
+    parser.add_argument("-c", "--config", metavar="NAME", help="config under the project's configs/ (default: project.yaml)")
+
+
+def build_parser(composed: Any) -> argparse.ArgumentParser:
+    """The full parser; project flags are added when a project was found."""
+    parser = OneLineErrorParser(
+        prog="forgather",
+        description="Distributed-first launcher and trainer for pretraining LLMs. Run inside a project directory.",
+        epilog="Quick start: cd projects/smollm_pretrain && forgather train --init-model",
+    )
+    parser.add_argument("--version", action="version", version=f"forgather {__version__}")
+    _global_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
+    for command in COMMANDS:
+        command.register(subparsers, composed)
+    return parser
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1:]
+    return argv, []
+
+
+def _preparse(argv: list[str]) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def run(argv: Sequence[str]) -> int:
+    """Parse and dispatch; returns the exit status."""
+    argv, passthrough = _split_passthrough(list(argv))
+    pre = _preparse(argv)
+    composed = None
+    if pre.command in NEEDS_PROJECT:
+        wants_help = any(a in ("-h", "--help") for a in argv)
+        try:
+            composed = load_composed(pre)
+        except UserError:
+            if not wants_help:
+                raise
+    parser = build_parser(composed)
+    args = parser.parse_args(argv)
+    args.torchrun_args = passthrough
+    if passthrough and args.command != "train":
+        raise UserError(f"arguments after -- are passed to torchrun and only `forgather train` takes them: {passthrough}")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    return args.handler(args, composed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UserError as exc:
+        print(f"forgather: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

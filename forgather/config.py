@@ -1,0 +1,129 @@
+"""The resolved config as typed dataclasses: the only thing that crosses from the CLI to the ranks.
+
+Defaults live in templates/base.yaml (the one source of truth); these classes only say what
+shape and type each key has, so a key missing from every template is an error, not a silent
+fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .typed import from_plain, to_plain
+from .yamlio import Origins, dump_yaml
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    """Which model project and size to build, and how attention is computed."""
+
+    project: str
+    config: str
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
+    arch: dict[str, Any]
+
+
+@dataclass
+class TrainSection:
+    """The optimisation loop: batch, schedule, budget, precision, cadence of logging and eval."""
+
+    init_model: bool
+    overwrite: bool
+    batch_size: int
+    grad_accum_steps: int
+    learning_rate: float
+    scale_lr: bool
+    base_batch_tokens: int
+    weight_decay: float
+    betas: list[float]
+    clip_grad_norm: float
+    lr_schedule: Literal["cosine", "linear", "constant", "step", "wsd"]
+    warmup_steps: int
+    min_lr_ratio: float
+    decay_fraction: float
+    max_steps: int | None
+    max_tokens: int | None
+    step_cadence: float
+    log_every: int
+    eval_every: int
+    eval_batches: int
+    compile: bool | None
+    precision: Literal["auto", "fp32", "bf16"]
+    activation_checkpointing: bool
+    peak_flops: float | None
+    verbose_info: bool
+
+
+@dataclass
+class DistSection:
+    """How ranks share the work: DDP, FSDP2 or dispatched batches; backend and device choice."""
+
+    mode: Literal["ddp", "fsdp2", "dispatch"]
+    backend: Literal["auto", "nccl", "gloo"]
+    accelerator: bool
+
+
+@dataclass
+class CheckpointSection:
+    """When checkpoints are written and kept, and what a resume restores."""
+
+    save_strategy: Literal["no", "steps", "epoch"]
+    save_every: int
+    keep_last: int
+    keep_best: int
+    restore_dataset_state: bool
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs, fully resolved."""
+
+    name: str
+    description: str
+    project_dir: str
+    output_dir: str
+    seed: int
+    plugins: list[str]
+    model: ModelSection
+    data: dict[str, Any]
+    train: TrainSection
+    dist: DistSection
+    checkpoint: CheckpointSection
+
+    def path(self, value: str) -> Path:
+        """A path from the config, relative ones taken from the project directory."""
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.project_dir) / candidate
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path(self.output_dir)
+
+
+def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
+    """Strictly type the resolved tree; unknown keys and wrong types name their file:line."""
+    return from_plain(RunConfig, tree, origins)
+
+
+def write_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved config that every rank reads (atomically, so ranks never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_yaml(to_plain(config)), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_config(path: Path) -> RunConfig:
+    """Load a resolved config written by the launcher."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: resolved config not found; start runs with `forgather train`") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed resolved config: {exc}") from None
+    return from_plain(RunConfig, tree, {"": str(path)})

@@ -1,0 +1,61 @@
+"""Process-group setup under torchrun: backend, device and rank facts for this process."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..config import DistSection
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Who this process is in the job and which device it computes on."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def choose_backend(section: DistSection, use_cuda: bool) -> str:
+    """nccl for GPUs, gloo for CPU, unless the config names one."""
+    if section.backend != "auto":
+        return section.backend
+    return "nccl" if use_cuda else "gloo"
+
+
+def setup(section: DistSection, timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the torchrun job (env:// rendezvous) and pin this rank's device."""
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = section.accelerator and torch.cuda.is_available()
+    if use_cuda:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    backend = choose_backend(section, use_cuda)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend=backend,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+            device_id=device if use_cuda else None,
+        )
+    return DistInfo(rank, local_rank, world_size, device, backend)
+
+
+def teardown() -> None:
+    """Leave the process group cleanly so torchrun sees a normal exit."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

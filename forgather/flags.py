@@ -1,0 +1,78 @@
+"""Project-declared CLI flags: each maps a command-line option onto one config key."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .yamlio import Origins
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "path": str, "bool": bool}
+_ACTIONS = ("store", "store_true", "store_false", "negatable")
+
+
+@dataclass
+class FlagSpec:
+    """One `flags:` entry of a project: `--name` sets config `key`."""
+
+    name: str
+    key: str
+    type: str = "str"
+    action: str = "store"
+    choices: list[Any] | None = None
+    help: str = ""
+    aliases: list[str] = field(default_factory=list)
+    where: str = ""
+
+    @property
+    def options(self) -> list[str]:
+        return [f"--{self.name}", *self.aliases]
+
+
+def parse_flag_specs(raw: Any, origins: Origins) -> list[FlagSpec]:
+    """Validate the `flags:` mapping of a project into FlagSpecs."""
+    if raw is None:
+        return []
+    where = origins.get("flags", "flags")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'flags' must map flag names to {{key, type, help}}")
+    specs = []
+    for name, entry in raw.items():
+        here = origins.get(f"flags.{name}", where)
+        if not isinstance(entry, dict) or "key" not in entry:
+            raise ConfigError(f"{here}: flag '{name}' needs at least 'key: <config.key>'")
+        unknown = set(entry) - {"key", "type", "action", "choices", "help", "aliases"}
+        if unknown:
+            raise ConfigError(f"{here}: flag '{name}' has unknown field(s) {sorted(unknown)}")
+        spec = FlagSpec(name=str(name), where=here, **entry)
+        if spec.type not in _TYPES:
+            raise ConfigError(f"{here}: flag '{name}' has type '{spec.type}'; use one of {sorted(_TYPES)}")
+        if spec.action not in _ACTIONS:
+            raise ConfigError(f"{here}: flag '{name}' has action '{spec.action}'; use one of {list(_ACTIONS)}")
+        specs.append(spec)
+    return specs
+
+
+def add_flags(parser: argparse.ArgumentParser, specs: list[FlagSpec]) -> None:
+    """Register project flags on a parser; each stores under dest `flag:<name>`, default unset."""
+    group = parser.add_argument_group("project flags (declared in project.yaml `flags:`)")
+    for spec in specs:
+        dest = f"flag:{spec.name}"
+        help_text = f"{spec.help} [sets {spec.key}]".strip()
+        common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
+        if spec.action == "store_true":
+            group.add_argument(*spec.options, action="store_true", **common)
+        elif spec.action == "store_false":
+            group.add_argument(*spec.options, action="store_false", **common)
+        elif spec.action == "negatable":
+            group.add_argument(*spec.options, action=argparse.BooleanOptionalAction, **common)
+        else:
+            group.add_argument(*spec.options, type=_TYPES[spec.type], choices=spec.choices, **common)
+
+
+def flag_overrides(args: argparse.Namespace, specs: list[FlagSpec]) -> list[tuple[FlagSpec, Any]]:
+    """The (flag, value) pairs the user actually gave on the command line."""
+    given = vars(args)
+    return [(spec, given[f"flag:{spec.name}"]) for spec in specs if f"flag:{spec.name}" in given]

@@ -1,0 +1,126 @@
+"""Turn launcher flags into the exact torchrun command and environment; print or exec it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+ENTRY_MODULE = "forgather.run"
+
+
+@dataclass
+class LaunchPlan:
+    """The torchrun invocation: environment changes plus argv."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+
+    def shell(self) -> str:
+        """One pasteable shell line that runs the same job."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+        return " ".join([*assignments, shlex.join(self.argv)])
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The launcher's own flags (independent of any project)."""
+    group = parser.add_argument_group("launcher (torchrun)")
+    group.add_argument("-d", "--devices", help="GPUs to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)")
+    group.add_argument("--nproc-per-node", type=int, help="processes per node (default: visible GPUs, else 1)")
+    group.add_argument("--nnodes", default="1", help="number of nodes, or MIN:MAX for elastic jobs")
+    group.add_argument("--node-rank", type=int, help="this node's rank with --master-addr (static rendezvous)")
+    group.add_argument("--rdzv-endpoint", help="HOST:PORT of the c10d rendezvous (use an IP address)")
+    group.add_argument("--rdzv-id", help="job id shared by all nodes of a c10d rendezvous")
+    group.add_argument("--master-addr", help="rank-0 node address for static rendezvous")
+    group.add_argument("--master-port", type=int, help="rank-0 node port for static rendezvous")
+    group.add_argument("--no-accelerator", action="store_true", help="run on CPU even where GPUs exist")
+    group.add_argument("--dist-backend", choices=["nccl", "gloo"], help="torch.distributed backend")
+    group.add_argument("--dry-run", action="store_true", help="print the environment and torchrun command, run nothing")
+
+
+def parse_devices(text: str) -> list[str]:
+    """'0,1' → ['0', '1']; anything but distinct non-negative integers is an error."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or not all(re.fullmatch(r"\d+", p) for p in parts) or len(set(parts)) != len(parts):
+        raise UserError(f"-d/--devices '{text}': expected distinct GPU indices separated by commas, e.g. 0,1")
+    return parts
+
+
+def visible_gpu_count(env: dict[str, str]) -> int:
+    """GPUs this node would use, found without importing torch (CUDA_VISIBLE_DEVICES, then NVML)."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        import pynvml  # nvidia-ml-py: cheap, and absent GPUs simply raise
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, no GPU: all mean "none visible"
+        return 0
+
+
+def torchrun_prefix() -> list[str]:
+    """The torchrun beside this interpreter, else the same module via `python -m`."""
+    candidate = Path(sys.executable).with_name("torchrun")
+    if candidate.is_file():
+        return [str(candidate)]
+    found = shutil.which("torchrun")
+    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, str] | None = None) -> LaunchPlan:
+    """Build the torchrun argv and env changes for the parsed launcher flags."""
+    environ = dict(os.environ if environ is None else environ)
+    plan = LaunchPlan()
+    if args.no_accelerator:
+        plan.env["CUDA_VISIBLE_DEVICES"] = ""
+    elif args.devices:
+        plan.env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_devices(args.devices))
+    environ.update(plan.env)
+    nproc = args.nproc_per_node
+    if nproc is None:
+        nproc = max(1, visible_gpu_count(environ)) if not args.no_accelerator else 1
+    if nproc < 1:
+        raise UserError(f"--nproc-per-node {nproc}: must be at least 1")
+
+    argv = [*torchrun_prefix(), "--nnodes", str(args.nnodes), "--nproc-per-node", str(nproc)]
+    if args.rdzv_endpoint:
+        if ":" not in args.rdzv_endpoint:
+            raise UserError(f"--rdzv-endpoint '{args.rdzv_endpoint}': expected HOST:PORT, e.g. 10.0.0.1:29400")
+        argv += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]
+        argv += ["--rdzv-id", args.rdzv_id or "forgather"]
+    elif args.master_addr or args.master_port:
+        argv += ["--master-addr", args.master_addr or "127.0.0.1", "--master-port", str(args.master_port or 29500)]
+    elif str(args.nnodes) == "1":
+        argv.append("--standalone")  # picks a free local port, so concurrent jobs on one host don't collide
+    else:
+        raise UserError(f"--nnodes {args.nnodes}: multi-node jobs need --rdzv-endpoint HOST:PORT or --master-addr")
+    if args.node_rank is not None:
+        argv += ["--node-rank", str(args.node_rank)]
+    argv += list(args.torchrun_args or [])
+    argv += ["-m", ENTRY_MODULE, str(config_path)]
+    plan.argv = argv
+    return plan
+
+
+def execute(plan: LaunchPlan) -> int:
+    """Replace this process with torchrun, so its exit status is ours and signals reach it directly."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    env = {**os.environ, **plan.env}
+    try:
+        os.execvpe(plan.argv[0], plan.argv, env)
+    except OSError as exc:
+        raise UserError(f"cannot start torchrun ({plan.argv[0]}): {exc}; is torch installed?") from None
+    return 0  # unreachable: exec never returns on success

@@ -1,0 +1,124 @@
+"""Find a project, compose its YAML (project + templates + model project + flags) into one config."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .flags import FlagSpec, flag_overrides, parse_flag_specs
+from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
+from .yamlio import Origins
+
+PROJECT_FILE = "project.yaml"
+
+
+@dataclass
+class Project:
+    """A project directory and the config file chosen in it."""
+
+    dir: Path
+    config_file: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+
+def find_project(start: Path | None = None, config: str | None = None) -> Project:
+    """Walk up from `start` (default: cwd) to the nearest directory holding project.yaml."""
+    origin = (start or Path.cwd()).resolve()
+    for directory in (origin, *origin.parents):
+        if (directory / PROJECT_FILE).is_file():
+            return Project(directory, config_path(directory, config))
+    raise ConfigError(
+        f"no {PROJECT_FILE} found in {origin} or any parent; cd into a project or pass -p DIR "
+        "(`forgather ls` lists projects)"
+    )
+
+
+def config_path(project_dir: Path, config: str | None) -> Path:
+    """project.yaml, or configs/<name>.yaml when a config is named."""
+    if not config:
+        return project_dir / PROJECT_FILE
+    name = config if config.endswith(".yaml") else config + ".yaml"
+    path = project_dir / "configs" / name
+    if not path.is_file():
+        available = list_configs(project_dir)
+        raise ConfigError(f"{project_dir}: no config '{config}'{suggest(config, available)}; available: {available}")
+    return path
+
+
+def list_configs(project_dir: Path) -> list[str]:
+    """Names of the selectable configs under a project's configs/ directory."""
+    configs = project_dir / "configs"
+    return sorted(p.stem for p in configs.glob("*.yaml")) if configs.is_dir() else []
+
+
+@dataclass
+class ComposedConfig:
+    """A project's merged config before flags and interpolation, plus its declared flags."""
+
+    tree: dict[str, Any]
+    origins: Origins
+    flags: list[FlagSpec]
+    project: Project
+
+
+def compose_project(project: Project) -> ComposedConfig:
+    """Merge the chosen config with everything it extends; split off the `flags:` declarations."""
+    tree, origins = compose(project.config_file, [project.dir, TEMPLATES_DIR])
+    flags = parse_flag_specs(tree.pop("flags", None), origins)
+    for path in [p for p in origins if p == "flags" or p.startswith("flags.")]:
+        del origins[path]
+    return ComposedConfig(tree, origins, flags, project)
+
+
+def apply_flags(composed: ComposedConfig, args: argparse.Namespace) -> None:
+    """Write the user's flag values into the config, recording each as its own origin."""
+    for spec, value in flag_overrides(args, composed.flags):
+        try:
+            get_path(composed.tree, spec.key)
+        except KeyError:
+            hint = suggest(spec.key, all_paths(composed.tree))
+            raise ConfigError(f"{spec.where}: flag --{spec.name} sets missing config key '{spec.key}'{hint}") from None
+        set_path(composed.tree, spec.key, value)
+        composed.origins[spec.key] = f"flag --{spec.name}"
+
+
+def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None:
+    """Load model.project/<model.config>.yaml as model.arch, under the project's own arch overrides."""
+    model = tree.get("model")
+    if not isinstance(model, dict) or not model.get("project"):
+        return
+    where = origins.get("model.project", "model.project")
+    model_dir = (project_dir / str(model["project"])).resolve()
+    if not model_dir.is_dir():
+        raise ConfigError(f"{where}: model project '{model['project']}' is not a directory ({model_dir})")
+    name = str(model.get("config") or "")
+    if not name:
+        raise ConfigError(f"{origins.get('model', 'model')}: model.config is empty; name a size such as 4M")
+    path = model_dir / (name if name.endswith(".yaml") else name + ".yaml")
+    if not path.is_file():
+        available = sorted(p.stem for p in model_dir.glob("*.yaml") if p.stem != "base")
+        hint = suggest(name, available)
+        raise ConfigError(f"{origins.get('model.config', where)}: no model config '{name}' in {model_dir}{hint}; "
+                          f"available: {available}")
+    arch, arch_origins = compose(path, [model_dir])
+    prefixed = {f"model.arch.{k}" if k else "model.arch": v for k, v in arch_origins.items()}
+    overrides = model.get("arch") or {}
+    override_origins = {k: v for k, v in origins.items() if k.startswith("model.arch.")}
+    model["arch"] = {}
+    deep_merge(model, origins, {"arch": arch}, prefixed, "model")
+    deep_merge(model["arch"], origins, overrides, override_origins, "model.arch")
+
+
+def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
+    """Model project merged in, interpolation done: the final plain config and its origins."""
+    tree, origins = composed.tree, composed.origins
+    tree["project_dir"] = str(composed.project.dir)
+    origins["project_dir"] = "project directory"
+    merge_model_project(tree, origins, composed.project.dir)
+    return interpolate(tree, origins), origins

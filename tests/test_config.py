@@ -1,0 +1,87 @@
+"""Strict typed resolution of a project: unknown keys, wrong types, flags and their origins."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from forgather.commands.common import resolve_config
+from forgather.errors import ConfigError
+from forgather.flags import add_flags
+from forgather.project import compose_project, find_project
+from forgather.templates import TEMPLATES_DIR
+
+from .conftest import write
+
+
+def _resolve(project_dir, argv=()):
+    composed = compose_project(find_project(project_dir))
+    parser = argparse.ArgumentParser()
+    add_flags(parser, composed.flags)
+    return resolve_config(composed, parser.parse_args(list(argv)))
+
+
+def test_defaults_come_from_templates_and_model_project_merges_into_arch(tiny_project):
+    config, origins = _resolve(tiny_project)
+    assert config.name == "tiny"
+    base_lines = (TEMPLATES_DIR / "base.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(base_lines, 1) if text.startswith("  batch_size:"))
+    assert config.train.batch_size == 8 and origins["train.batch_size"].endswith(f"base.yaml:{line}")
+    assert config.model.arch["num_layers"] == 1 and origins["model.arch.num_layers"].endswith("tiny.yaml:2")
+    assert config.model.arch["hidden_size"] == 64 and origins["model.arch.hidden_size"].endswith("base.yaml:2")
+
+
+def test_flags_override_config_and_are_recorded_as_origin(tiny_project):
+    config, origins = _resolve(tiny_project, ["--batch-size", "3", "--no-compile"])
+    assert config.train.batch_size == 3 and origins["train.batch_size"] == "flag --batch-size"
+    assert config.train.compile is False and origins["train.compile"] == "flag --compile"
+
+
+def test_project_arch_overrides_win_over_model_project(tiny_project):
+    text = (tiny_project / "project.yaml").read_text().replace("config: tiny", "config: tiny\n  arch: {hidden_size: 32}")
+    (tiny_project / "project.yaml").write_text(text)
+    config, origins = _resolve(tiny_project)
+    assert config.model.arch["hidden_size"] == 32 and origins["model.arch.hidden_size"].endswith("project.yaml:6")
+
+
+def test_unknown_key_names_file_line_and_suggests_nearest(tiny_project):
+    with open(tiny_project / "project.yaml", "a") as f:
+        f.write("train:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError, match=r"project.yaml:\d+: unknown key 'train.batch_sise' \(did you mean 'batch_size'\?\)"):
+        _resolve(tiny_project)
+
+
+def test_wrong_value_type_names_key_and_value(tiny_project):
+    with open(tiny_project / "project.yaml", "a") as f:
+        f.write("train:\n  max_steps: lots\n")
+    with pytest.raises(ConfigError, match=r"project.yaml:\d+: train.max_steps: expected int, got 'lots'"):
+        _resolve(tiny_project)
+
+
+def test_choice_outside_literal_is_rejected_with_suggestion(tiny_project):
+    with open(tiny_project / "project.yaml", "a") as f:
+        f.write("dist:\n  mode: fsdp\n")
+    with pytest.raises(ConfigError, match=r"dist.mode: 'fsdp' is not one of .*did you mean 'fsdp2'"):
+        _resolve(tiny_project)
+
+
+def test_flag_pointing_at_missing_key_is_an_error(tiny_project):
+    text = (tiny_project / "project.yaml").read_text().replace("flags:\n", "flags:\n  bogus:\n    key: train.nope\n    type: int\n")
+    (tiny_project / "project.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"flag --bogus sets missing config key 'train.nope'"):
+        _resolve(tiny_project, ["--bogus", "1"])
+
+
+def test_project_found_by_walking_up_from_a_subdirectory(tiny_project):
+    sub = tiny_project / "deep" / "er"
+    sub.mkdir(parents=True)
+    assert find_project(sub).dir == tiny_project.resolve()
+
+
+def test_named_config_under_configs_dir_is_selected(tiny_project):
+    write(tiny_project / "configs" / "big.yaml", "extends: ../project.yaml\ntrain: {batch_size: 64}\n")
+    composed = compose_project(find_project(tiny_project, "big"))
+    assert composed.tree["train"]["batch_size"] == 64 and composed.tree["name"] == "tiny"
+    with pytest.raises(ConfigError, match="no config 'bigg'.*did you mean 'big'"):
+        find_project(tiny_project, "bigg")
