@@ -7,11 +7,11 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .commands import config_show, ls, train
+from .commands import checkpoint, config_show, ls, train
 from .commands.common import load_composed
 from .errors import UserError
 
-COMMANDS = [train, config_show, ls]
+COMMANDS = [train, config_show, ls, checkpoint]
 NEEDS_PROJECT = {"train", "config"}
 
 

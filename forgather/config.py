@@ -56,6 +56,7 @@ class TrainSection:
     precision: Literal["auto", "fp32", "bf16"]
     activation_checkpointing: bool
     peak_flops: float | None
+    divergence_factor: float
     verbose_info: bool
 
 
@@ -107,7 +108,15 @@ class RunConfig:
 
 def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
     """Strictly type the resolved tree; unknown keys and wrong types name their file:line."""
-    return from_plain(RunConfig, tree, origins)
+    config = from_plain(RunConfig, tree, origins)
+    # The model and data sections are typed by their own packages' specs (torch-free modules);
+    # checking them here reports mistakes with file:line before any rank starts.
+    from .data.spec import DataSpec
+    from .models.spec import ModelSpec
+
+    from_plain(ModelSpec, config.model.arch, origins, "model.arch").validate()
+    from_plain(DataSpec, config.data, origins, "data")
+    return config
 
 
 def write_config(config: RunConfig, path: Path) -> None:

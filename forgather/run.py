@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from .config import read_config
 from .errors import UserError
 
-log = logging.getLogger("forgather")
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Read the resolved config, join the job, report who we are."""
+    """Read the resolved config, join the job, build everything and train; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
     from .dist.setup import setup, teardown
 
+    info = None
     try:
         config = read_config(Path(argv[0]))
         info = setup(config.dist)
-    except UserError as exc:
-        print(f"forgather.run: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    try:
         print(f"forgather.run: rank {info.rank}/{info.world_size} local_rank {info.local_rank} "
               f"device {info.device} backend {info.backend} project {config.name}", flush=True)
+        from .train.assemble import train
+
+        return train(config, info)
+    except UserError as exc:
+        rank = f"[rank {info.rank}] " if info is not None else ""
+        print(f"forgather.run: {rank}error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     finally:
         teardown()
-    return 0
 
 
 if __name__ == "__main__":

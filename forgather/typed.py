@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .templates import suggest
 from .yamlio import Origins, join_key
 
@@ -103,7 +103,12 @@ def _dataclass(cls: type, value: Any, origins: Origins, path: str) -> Any:
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             where = _where(origins, path)
             raise ConfigError(f"{where}: missing required key '{full}'; add it to the project or templates/base.yaml")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except UserError as exc:  # a section's own validation (e.g. DataSpec.__post_init__): add where it was written
+        raise ConfigError(f"{_where(origins, path)}: {exc}") from None
 
 
 def _show(value: Any) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches "
+         "in old towns near rivers and mountains where people trade bread cheese and stories").split()
 
 
 @pytest.fixture(autouse=True)
@@ -32,14 +36,29 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def set_in_project(project: Path, section: str, line: str) -> None:
+    """Set one key (given as a YAML line, e.g. 'max_steps: 3') in a top-level section of project.yaml."""
+    path = project / "project.yaml"
+    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    tree.setdefault(section, {}).update(yaml.safe_load(line))
+    path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+
+
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     """A project extending templates/base.yaml with its own tiny model project and two flags."""
     write(tmp_path / "models" / "toy" / "base.yaml", """
         architecture: llama
+        vocab_size: 300
         hidden_size: 64
         num_layers: 2
+        num_heads: 4
+        num_kv_heads: 2
+        intermediate_size: 128
     """)
+    lines = [json.dumps({"text": f"Document {i}: " + " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(40 + i % 50))})
+             for i in range(120)]
+    write(tmp_path / "corpus" / "docs.jsonl", "\n".join(lines) + "\n")
     write(tmp_path / "models" / "toy" / "tiny.yaml", """
         extends: base.yaml
         num_layers: 1
@@ -51,6 +70,20 @@ def tiny_project(tmp_path: Path) -> Path:
         model:
           project: ../models/toy
           config: tiny
+        data:
+          sources:
+            - {name: docs, path: ../corpus/docs.jsonl}
+          validation_fraction: 0.1
+          tokenizer: {vocab_size: 300}
+          block_size: 64
+          cache_dir: ../cache
+        train:
+          batch_size: 2
+          max_steps: 4
+          warmup_steps: 1
+          log_every: 1
+          eval_every: 2
+          eval_batches: 2
         flags:
           batch-size:
             key: train.batch_size

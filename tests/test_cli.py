@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, write
+from .conftest import set_in_project, write
 
 
 def forgather(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ def _break(project: Path, how: str) -> list[str]:
     if how == "malformed":
         project_file.write_text(project_file.read_text() + "train: [oops\n")
     elif how == "unknown_key":
-        project_file.write_text(project_file.read_text() + "train:\n  lerning_rate: 0.1\n")
+        set_in_project(project, "train", "lerning_rate: 0.1")
     elif how == "cycle":
         write(project / "a.yaml", "extends: b.yaml\n")
         write(project / "b.yaml", "extends: a.yaml\n")

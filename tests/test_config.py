@@ -12,7 +12,7 @@ from forgather.flags import add_flags
 from forgather.project import compose_project, find_project
 from forgather.templates import TEMPLATES_DIR
 
-from .conftest import write
+from .conftest import set_in_project, write
 
 
 def _resolve(project_dir, argv=()):
@@ -26,10 +26,10 @@ def test_defaults_come_from_templates_and_model_project_merges_into_arch(tiny_pr
     config, origins = _resolve(tiny_project)
     assert config.name == "tiny"
     base_lines = (TEMPLATES_DIR / "base.yaml").read_text().splitlines()
-    line = next(i for i, text in enumerate(base_lines, 1) if text.startswith("  batch_size:"))
-    assert config.train.batch_size == 8 and origins["train.batch_size"].endswith(f"base.yaml:{line}")
+    line = next(i for i, text in enumerate(base_lines, 1) if text.startswith("  weight_decay:"))
+    assert config.train.weight_decay == 0.1 and origins["train.weight_decay"].endswith(f"base.yaml:{line}")
     assert config.model.arch["num_layers"] == 1 and origins["model.arch.num_layers"].endswith("tiny.yaml:2")
-    assert config.model.arch["hidden_size"] == 64 and origins["model.arch.hidden_size"].endswith("base.yaml:2")
+    assert config.model.arch["hidden_size"] == 64 and origins["model.arch.hidden_size"].endswith("base.yaml:3")
 
 
 def test_flags_override_config_and_are_recorded_as_origin(tiny_project):
@@ -46,22 +46,19 @@ def test_project_arch_overrides_win_over_model_project(tiny_project):
 
 
 def test_unknown_key_names_file_line_and_suggests_nearest(tiny_project):
-    with open(tiny_project / "project.yaml", "a") as f:
-        f.write("train:\n  batch_sise: 4\n")
+    set_in_project(tiny_project, "train", "batch_sise: 4")
     with pytest.raises(ConfigError, match=r"project.yaml:\d+: unknown key 'train.batch_sise' \(did you mean 'batch_size'\?\)"):
         _resolve(tiny_project)
 
 
 def test_wrong_value_type_names_key_and_value(tiny_project):
-    with open(tiny_project / "project.yaml", "a") as f:
-        f.write("train:\n  max_steps: lots\n")
-    with pytest.raises(ConfigError, match=r"project.yaml:\d+: train.max_steps: expected int, got 'lots'"):
+    set_in_project(tiny_project, "train", "grad_accum_steps: lots")
+    with pytest.raises(ConfigError, match=r"project.yaml:\d+: train.grad_accum_steps: expected int, got 'lots'"):
         _resolve(tiny_project)
 
 
 def test_choice_outside_literal_is_rejected_with_suggestion(tiny_project):
-    with open(tiny_project / "project.yaml", "a") as f:
-        f.write("dist:\n  mode: fsdp\n")
+    set_in_project(tiny_project, "dist", "mode: fsdp")
     with pytest.raises(ConfigError, match=r"dist.mode: 'fsdp' is not one of .*did you mean 'fsdp2'"):
         _resolve(tiny_project)
 

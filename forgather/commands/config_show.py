@@ -26,7 +26,7 @@ def register(subparsers: Any, composed: Any) -> None:
 
 def _scalar(value: Any) -> str:
     # A bare scalar document ends with an explicit "..." end marker; drop it.
-    return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip().removesuffix("\n...")
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20).strip().removesuffix("\n...")
 
 
 def render_with_origins(tree: dict, origins: Origins, prefix: str = "", indent: int = 0) -> list[str]:

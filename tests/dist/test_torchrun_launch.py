@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import write
+from ..conftest import set_in_project
 
 RANK_LINE = re.compile(r"forgather\.run: rank (\d+)/(\d+)")
 
@@ -47,8 +47,8 @@ def _ranks(output: str) -> set[tuple[int, int]]:
 @pytest.fixture
 def launch_project(tiny_project: Path) -> Path:
     """The tiny project, set up so the entry point only joins the job (no training steps)."""
-    text = (tiny_project / "project.yaml").read_text()
-    write(tiny_project / "project.yaml", text + "train:\n  max_steps: 0\ncheckpoint:\n  save_strategy: 'no'\n")
+    set_in_project(tiny_project, "train", "max_steps: 0")
+    set_in_project(tiny_project, "checkpoint", "save_strategy: 'no'")
     return tiny_project
 
 

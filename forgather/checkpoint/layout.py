@@ -1,0 +1,75 @@
+"""Names inside a checkpoints root: step directories, temp directories, and the files in each."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MODEL_FILE = "model.safetensors"
+MODEL_INDEX_FILE = "model.safetensors.index.json"
+OPTIMIZER_FILE = "optimizer.pt"
+OPTIMIZER_DIR = "optimizer"
+OPTIMIZER_GROUPS_FILE = "param_groups.pt"  # inside OPTIMIZER_DIR, beside the DCP shards
+TRAINER_STATE_FILE = "trainer_state.json"
+DATA_STATE_FILE = "data_state.json"
+CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "manifest.json"
+RNG_DIR = "rng"
+
+# Anything named step-*.tmp is a partial or being-deleted directory: never loaded, removed by the next save.
+TMP_SUFFIX = ".tmp"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+def step_dir_name(step: int) -> str:
+    """The directory name for a step: step-000200 (wider past 999999)."""
+    if step < 0:
+        raise ValueError(f"checkpoint step must be >= 0, got {step}")
+    return f"step-{step:06d}"
+
+
+def parse_step(name: str) -> int | None:
+    """The step encoded in a complete checkpoint directory name, or None for anything else."""
+    match = _STEP_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def step_dir(root: Path, step: int) -> Path:
+    """Where the checkpoint for `step` lives once complete."""
+    return Path(root) / step_dir_name(step)
+
+
+def tmp_dir(root: Path, step: int, tag: str = "") -> Path:
+    """A scratch name for `step` that listing ignores (tag distinguishes in-progress from retired)."""
+    return Path(root) / f"{step_dir_name(step)}{'.' + tag if tag else ''}{TMP_SUFFIX}"
+
+
+def rng_file(rank: int) -> str:
+    """Relative path of one rank's RNG state."""
+    return f"{RNG_DIR}/rank-{rank}.pt"
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete-looking step directories under root as (step, path), oldest first; temp dirs are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        step = parse_step(child.name)
+        if step is not None and child.is_dir():
+            found.append((step, child))
+    return sorted(found)
+
+
+def list_tmp_dirs(root: Path) -> list[Path]:
+    """Leftovers of interrupted saves or deletions."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and p.name.endswith(TMP_SUFFIX))
+
+
+def has_checkpoints(root: Path) -> bool:
+    """Whether root holds any checkpoint directory (verified or not), for the --init-model refusal."""
+    return bool(list_checkpoints(root))

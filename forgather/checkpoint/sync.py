@@ -1,0 +1,79 @@
+"""Rank bookkeeping for collective checkpoint calls, with or without a process group."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import torch.distributed as dist
+
+from ..errors import CheckpointError
+
+T = TypeVar("T")
+
+
+def distributed() -> bool:
+    """Whether a process group is up (torchrun); False for a plain single process."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if distributed() else 0
+
+
+def world_size() -> int:
+    """Number of ranks (1 without a process group)."""
+    return dist.get_world_size() if distributed() else 1
+
+
+def barrier() -> None:
+    """Wait for every rank; a no-op in a single process."""
+    if distributed():
+        dist.barrier()
+
+
+def agree(error: BaseException | None) -> None:
+    """Raise on every rank if any rank failed, so no rank waits forever in the next collective."""
+    if not distributed():
+        if error is not None:
+            raise error
+        return
+    messages: list[Any] = [None] * world_size()
+    dist.all_gather_object(messages, None if error is None else f"rank {rank()}: {error}")
+    if error is not None:
+        raise error
+    failed = [m for m in messages if m]
+    if failed:
+        raise CheckpointError(f"checkpoint failed on another rank: {failed[0]}")
+
+
+def capture(fn: Callable[[], Any]) -> BaseException | None:
+    """Run fn, returning its exception instead of raising, for a later `agree`."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
+        return exc
+    return None
+
+
+def from_rank0(fn: Callable[[], T]) -> T:
+    """Run fn on rank 0 only and hand its result (or its failure) to every rank."""
+    result: T | None = None
+    error: BaseException | None = None
+    if rank() == 0:
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+    if not distributed():
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
+    payload = [(result, None if error is None else str(error))]
+    dist.broadcast_object_list(payload, src=0)
+    if error is not None:
+        raise error
+    value, message = payload[0]
+    if message is not None:
+        raise CheckpointError(message)
+    return value

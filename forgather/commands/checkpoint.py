@@ -1,0 +1,152 @@
+"""`forgather checkpoint list|show|verify`: inspect a run's checkpoints without importing torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import layout
+from ..checkpoint.manifest import checkpoint_size, read_manifest, verify_manifest
+from ..errors import CheckpointError, UserError
+from .common import add_project_flags, load_composed, resolve_config
+
+EXAMPLES = """examples:
+  forgather checkpoint list                          the project's checkpoints, newest last
+  forgather checkpoint show 200                      manifest and trainer state of step-000200
+  forgather checkpoint verify output/checkpoints     exit 1 if any checkpoint fails its sha256 check
+"""
+
+
+def register(subparsers: Any, composed: Any) -> None:
+    parser = subparsers.add_parser(
+        "checkpoint", help="list, show or verify checkpoints", epilog=EXAMPLES,
+        description="Inspect checkpoints: PATH is a checkpoints directory, a run directory or one step-NNNNNN "
+                    "directory (default: the project's run_dir/checkpoints).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="checkpoint_action", metavar="ACTION", required=True)
+    for name, help_text in (("list", "one line per checkpoint: step, loss, tokens, size, verified"),
+                            ("verify", "check every file's size and sha256; exit 1 naming the first bad file")):
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        action.add_argument("path", nargs="?", metavar="PATH", help="checkpoints dir, run dir or step dir")
+        add_project_flags(action, composed)
+        action.set_defaults(handler=run)
+    show = actions.add_parser("show", help="manifest and trainer-state summary of one checkpoint",
+                              description="Show one checkpoint, by step number (in the project's run) or path.")
+    show.add_argument("target", metavar="STEP|PATH", help="a step number such as 200, or a step directory")
+    add_project_flags(show, composed)
+    show.set_defaults(handler=run)
+
+
+def project_root(args: argparse.Namespace, composed: Any) -> Path:
+    """run_dir/checkpoints of the project named by -p/-c (or the cwd)."""
+    if composed is None:  # the CLI only composes for commands that always need a project
+        composed = load_composed(args)
+    config, _ = resolve_config(composed, args)
+    return config.run_dir / "checkpoints"
+
+
+def checkpoint_dirs(path: Path) -> list[Path]:
+    """The step dirs PATH means: itself if it is one, else those under PATH or PATH/checkpoints."""
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such directory")
+    if layout.parse_step(path.name) is not None or (path / layout.MANIFEST_FILE).is_file():
+        return [path]
+    root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    return [p for _, p in layout.list_checkpoints(root)]
+
+
+def human_size(size: int) -> str:
+    """Bytes as B/KiB/MiB/GiB with 3 significant figures."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} TiB"  # pragma: no cover
+
+
+def trainer_state(path: Path) -> dict:
+    """trainer_state.json, or {} when unreadable (verification reports why)."""
+    try:
+        state = json.loads((path / layout.TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _verify(path: Path) -> tuple[dict | None, str]:
+    try:
+        return verify_manifest(path), "ok"
+    except CheckpointError as exc:
+        return None, f"FAILED: {exc}"
+
+
+def run_list(dirs: list[Path]) -> int:
+    rows = [("step", "loss", "eval_loss", "tokens", "size", "verified")]
+    for path in dirs:
+        manifest, status = _verify(path)
+        state = trainer_state(path)
+        size = human_size(checkpoint_size(manifest)) if manifest else "-"
+        rows.append((path.name, _fmt(state.get("loss")), _fmt(state.get("eval_loss")), _fmt(state.get("tokens")),
+                     size, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+    return 0
+
+
+def run_verify(dirs: list[Path]) -> int:
+    failed = 0
+    for path in dirs:
+        _, status = _verify(path)
+        failed += status != "ok"
+        print(f"{path.name}: {status}", file=sys.stdout if status == "ok" else sys.stderr)
+    return 1 if failed else 0
+
+
+def run_show(path: Path) -> int:
+    manifest, status = _verify(path)
+    try:
+        shown = manifest or read_manifest(path)
+    except CheckpointError:
+        shown = {"files": []}
+    print(f"checkpoint {path}\nverified   {status}")
+    for key in ("step", "created", "world_size", "optimizer_format", "format_version"):
+        if key in shown:
+            print(f"{key:<10} {shown[key]}")
+    print(f"files      {len(shown['files'])}, {human_size(checkpoint_size(shown))}")
+    for entry in shown["files"]:
+        print(f"  {human_size(int(entry.get('size', 0))):>10}  {str(entry.get('sha256', ''))[:12]}  {entry.get('path')}")
+    print("trainer_state")
+    for key, value in sorted(trainer_state(path).items()):
+        summary = f"{{...}} ({len(value)} keys)" if isinstance(value, dict) else _fmt(value)
+        print(f"  {key}: {summary}")
+    return 0 if manifest else 1
+
+
+def run(args: argparse.Namespace, composed: Any) -> int:
+    action = args.checkpoint_action
+    if action == "show":
+        target = args.target
+        path = layout.step_dir(project_root(args, composed), int(target)) if target.isdigit() else Path(target)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no such checkpoint")
+        return run_show(path)
+    where = Path(args.path) if args.path else project_root(args, composed)
+    if not args.path and not where.is_dir():
+        raise UserError(f"{where}: no checkpoints yet (run `forgather train` first, or pass PATH)")
+    dirs = checkpoint_dirs(where)
+    if not dirs:
+        print(f"no checkpoints under {where}", file=sys.stderr)
+        return 1
+    return run_list(dirs) if action == "list" else run_verify(dirs)

@@ -1,0 +1,80 @@
+"""Offline default corpus: docstrings of the installed Python stdlib and site-packages (parsed, never imported)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+
+from ..errors import DataError
+
+_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "idlelib", "lib2to3", "test", "tests"}
+
+
+def root_for(which: str) -> list[Path]:
+    """The directories scanned for 'stdlib' or 'site-packages'."""
+    paths = sysconfig.get_paths()
+    if which == "stdlib":
+        return [Path(paths["stdlib"])]
+    if which == "site-packages":
+        roots = {Path(paths["purelib"]), Path(paths["platlib"])}
+        return sorted(r for r in roots if r.is_dir())
+    raise DataError(f"python_docs path must be 'stdlib' or 'site-packages', not {which!r}")
+
+
+def python_files(which: str) -> list[Path]:
+    """All .py files under the roots, sorted so the corpus order is the same on every run."""
+    out: list[Path] = []
+    for root in root_for(which):
+        for dirpath, dirnames, filenames in os.walk(root):
+            # stdlib's root contains site-packages; skip it (and tests) so the two sources don't overlap
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")] if which == "stdlib" \
+                else [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
+            out.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
+    return sorted(out)
+
+
+def file_docstrings(path: Path) -> str:
+    """All docstrings of one module (module, classes, functions) joined by blank lines; '' if none."""
+    try:
+        source = path.read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, filename=str(path))
+    except (SyntaxError, ValueError, OSError, RecursionError):
+        return ""
+    parts = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and len(doc.split()) >= 3:
+                parts.append(doc.strip())
+    return "\n\n".join(parts)
+
+
+def documents(which: str, max_documents: int | None = None) -> list[str]:
+    """One document per module with docstrings, in sorted path order, at most max_documents."""
+    docs: list[str] = []
+    for path in python_files(which):
+        text = file_docstrings(path)
+        if text.strip():
+            docs.append(text)
+            if max_documents is not None and len(docs) >= max_documents:
+                break
+    if not docs:
+        raise DataError(f"python_docs {which!r}: found no docstrings under {', '.join(map(str, root_for(which)))}")
+    return docs
+
+
+def identity(which: str, max_documents: int | None) -> dict:
+    """What the docs corpus depends on (python version, roots, file list stats) for cache fingerprints."""
+    h = hashlib.sha256()
+    for p in python_files(which):
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"python": sys.version, "roots": [str(r) for r in root_for(which)],
+            "files": h.hexdigest(), "max_documents": max_documents}

@@ -1,0 +1,314 @@
+"""Read documents from files, saved datasets, the hub or python docstrings into indexable text sources."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataError
+from . import python_docs
+from .spec import SourceSpec
+
+_FILE_EXT = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "text": (".txt", ".text", ".md")}
+
+
+@dataclass
+class SourceStats:
+    """Counts a user should see: documents read, skipped as empty, decoded with replacement characters."""
+
+    total: int = 0
+    skipped_empty: int = 0
+    replaced_utf8: int = 0
+
+
+@dataclass
+class DocSource:
+    """The non-empty documents of one source, as an arrow string column plus the indices kept."""
+
+    name: str
+    column: pa.ChunkedArray
+    keep: np.ndarray
+    ident: dict
+    stats: SourceStats = field(default_factory=SourceStats)
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        """Documents start..stop (in kept order) as Python strings."""
+        idx = self.keep[start:stop]
+        if len(idx) == 0:
+            return []
+        if idx[-1] - idx[0] == len(idx) - 1:  # contiguous: a zero-copy slice beats take()
+            return self.column.slice(int(idx[0]), len(idx)).to_pylist()
+        return self.column.take(pa.array(idx)).to_pylist()
+
+    def subset(self, start: int, stop: int, tag: str) -> "DocSource":
+        """A view of documents start..stop, e.g. a held-out validation tail."""
+        return DocSource(f"{self.name}{tag}", self.column, self.keep[start:stop],
+                         {**self.ident, "subset": [start, stop]}, self.stats)
+
+    def identity(self) -> dict:
+        """What this source's contents depend on, for cache fingerprints."""
+        return {"name": self.name, **self.ident}
+
+
+def resolve_files(spec: SourceSpec, kind: str) -> list[str]:
+    """The concrete files for a file/glob/dir path, sorted; DataError when none exist."""
+    p = spec.path
+    if any(c in p for c in "*?["):
+        files = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+    elif os.path.isdir(p):
+        files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix.lower() in _FILE_EXT[kind])
+    elif os.path.isfile(p):
+        files = [p]
+    else:
+        raise DataError(f"source {spec.name!r}: file not found: {p}")
+    if not files:
+        raise DataError(f"source {spec.name!r}: no {kind} files match {p}")
+    return files
+
+
+def file_identity(files: list[str]) -> list[list]:
+    """(path, size, mtime_ns) per file: cheap, and changes whenever a file is rewritten."""
+    out = []
+    for f in files:
+        st = os.stat(f)
+        out.append([os.path.abspath(f), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def load_source(spec: SourceSpec) -> DocSource:
+    """Load one source, drop empty/whitespace-only documents (counted) and check it is not empty."""
+    kind = spec.resolved_kind()
+    stats = SourceStats()
+    if kind == "python_docs":
+        docs = python_docs.documents(spec.path, spec.max_samples)
+        column, ident = pa.chunked_array([pa.array(docs, pa.large_string())]), python_docs.identity(spec.path, spec.max_samples)
+    elif kind == "text":
+        files = resolve_files(spec, kind)
+        column, ident = _read_text_files(files, stats), {"kind": kind, "files": file_identity(files)}
+        column = _limit(column, spec)
+    else:
+        column, ident = _read_with_datasets(spec, kind)
+        column = _limit(column, spec)
+    if kind != "text":
+        column = _decode_binary(column, stats)
+    stats.total = len(column)
+    keep = _non_empty(column)
+    stats.skipped_empty = stats.total - len(keep)
+    ident = {**ident, "split": spec.split, "text_column": spec.text_column, "max_samples": spec.max_samples}
+    if len(keep) == 0:
+        what = "has no documents" if stats.total == 0 else f"has only empty/whitespace documents ({stats.total})"
+        raise DataError(f"source {spec.name!r} ({spec.path}, split {spec.split!r}) {what}; "
+                        "check the path, split and text_column")
+    return DocSource(spec.name, column, keep, ident, stats)
+
+
+def _limit(column: pa.ChunkedArray, spec: SourceSpec) -> pa.ChunkedArray:
+    return column.slice(0, spec.max_samples) if spec.max_samples is not None else column
+
+
+def _non_empty(column: pa.ChunkedArray) -> np.ndarray:
+    """Indices of documents with at least one non-whitespace character (nulls count as empty)."""
+    if len(column) == 0:
+        return np.zeros(0, dtype=np.int64)
+    trimmed = pc.utf8_trim_whitespace(column)
+    ok = pc.fill_null(pc.greater(pc.utf8_length(trimmed), 0), False)
+    return np.flatnonzero(ok.to_numpy(zero_copy_only=False)).astype(np.int64)
+
+
+def _decode_binary(column: pa.ChunkedArray, stats: SourceStats) -> pa.ChunkedArray:
+    """Binary (or invalid-UTF-8 string) columns are decoded with replacement characters, counting the bad ones."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:
+            column.validate(full=True)  # some readers (pyarrow json) pass invalid UTF-8 through unchecked
+            return column
+        except pa.ArrowInvalid:
+            column = column.cast(pa.large_binary())
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return column
+    out = []
+    for b in column.to_pylist():
+        if b is None:
+            out.append(None)
+            continue
+        try:
+            out.append(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            stats.replaced_utf8 += 1
+            out.append(b.decode("utf-8", errors="replace"))
+    return pa.chunked_array([pa.array(out, pa.large_string())])
+
+
+def _read_text_files(files: list[str], stats: SourceStats) -> pa.ChunkedArray:
+    """One document per text file; invalid UTF-8 is replaced (U+FFFD) and counted, never fatal."""
+    docs = []
+    for f in files:
+        raw = Path(f).read_bytes()
+        try:
+            docs.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            stats.replaced_utf8 += 1
+            docs.append(raw.decode("utf-8", errors="replace"))
+    return pa.chunked_array([pa.array(docs, pa.large_string())])
+
+
+def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, dict]:
+    """Load parquet/jsonl/arrow dirs/hub ids via `datasets` and return the text column."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    files: list[str] = []
+    try:
+        if kind == "arrow_dir":
+            if not os.path.isdir(spec.path):
+                raise DataError(f"source {spec.name!r}: saved dataset directory not found: {spec.path}")
+            ds = datasets.load_from_disk(spec.path)
+            if isinstance(ds, datasets.DatasetDict):
+                base = spec.split.split("[")[0]
+                if base not in ds:
+                    raise DataError(f"source {spec.name!r}: {spec.path} has splits {sorted(ds)}, not {base!r}")
+                ds = ds[base]
+            if "[" in spec.split:
+                ds = ds.select(_split_range(spec.split, len(ds)))
+            ident = {"kind": kind, "files": file_identity(sorted(str(f) for f in Path(spec.path).rglob("*") if f.is_file()))}
+        elif kind == "hub":
+            ds = _load_hub(spec)
+            ident = {"kind": kind, "hub": spec.path, "config": spec.hub_config, "fingerprint": ds._fingerprint}
+        else:
+            files = resolve_files(spec, kind)
+            if _all_empty(files, kind):
+                raise DataError(f"source {spec.name!r} ({spec.path}) has no documents: every file is empty")
+            builder = "json" if kind == "jsonl" else kind
+            ds = datasets.load_dataset(builder, data_files={"train": files}, split=spec.split)
+            ident = {"kind": kind, "files": file_identity(files)}
+    except DataError:
+        raise
+    except UnicodeDecodeError as e:
+        raise DataError(f"source {spec.name!r}: {spec.path} is not valid UTF-8 ({e}); re-encode it, "
+                        "or use a .txt source (decoded with replacement characters)") from None
+    except Exception as e:  # datasets/pyarrow raise many types for malformed input; give one clear message
+        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error says what is wrong
+            e = e.__cause__ or e.__context__
+        msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        if "utf-8" in msg.lower() or "utf8" in msg.lower() or "unicode" in msg.lower():
+            msg += "; the file is not valid UTF-8: re-encode it, or use a .txt source"
+        raise DataError(f"source {spec.name!r}: cannot read {spec.path} as {kind}: {msg}") from None
+    if spec.text_column not in ds.column_names:
+        where = _file_missing_column(files, kind, spec.text_column) or spec.path
+        raise DataError(f"source {spec.name!r}: {where} has no column {spec.text_column!r}; columns found: "
+                        f"{', '.join(ds.column_names)}; set text_column")
+    if ds._indices is not None:
+        ds = ds.flatten_indices()
+    column = ds.data.table.column(spec.text_column) if hasattr(ds.data, "table") else ds.data.column(spec.text_column)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) or pa.types.is_null(column.type)):
+        raise DataError(f"source {spec.name!r}: column {spec.text_column!r} in {spec.path} holds {column.type}, not text")
+    if pa.types.is_null(column.type) or column.null_count:
+        where = _file_missing_column(files, kind, spec.text_column) or spec.path
+        raise DataError(f"source {spec.name!r}: {column.null_count} record(s) in {where} have no "
+                        f"{spec.text_column!r}; columns found: {', '.join(ds.column_names)}; fix or drop those records")
+    return column, ident
+
+
+def _all_empty(files: list[str], kind: str) -> bool:
+    """True when no file holds a record (datasets fails obscurely on empty parquet files)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        if kind == "parquet":
+            if pq.ParquetFile(f).metadata.num_rows > 0:
+                return False
+        else:
+            with open(f, "rb") as fh:  # stop at the first non-blank chunk: files can be many GB
+                for chunk in iter(lambda: fh.read(1 << 16), b""):
+                    if chunk.strip():
+                        return False
+    return True
+
+
+def _split_range(split: str, n: int) -> range:
+    """Indices of a virtual split like 'train[10:]' or 'train[:5%]' over n rows."""
+    inner = split[split.index("[") + 1: split.rindex("]")]
+    a, _, b = inner.partition(":")
+
+    def bound(s: str, default: int) -> int:
+        s = s.strip()
+        if not s:
+            return default
+        v = int(s[:-1]) * n / 100 if s.endswith("%") else int(s)
+        v = int(round(v)) if s.endswith("%") else v
+        return max(0, min(n, v + n if v < 0 else v))
+
+    return range(bound(a, 0), bound(b, n))
+
+
+def _file_missing_column(files: list[str], kind: str, column: str) -> str | None:
+    """Name the first file lacking the column (or holding a record without it); None if unknown."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    for f in files:
+        if kind == "parquet":
+            t = pq.read_table(f)
+            if column not in t.column_names or t.column(column).null_count:
+                return f"{f}"
+        elif kind == "jsonl":
+            with open(f, "rb") as fh:
+                for i, line in enumerate(fh, 1):
+                    if line.strip():
+                        rec = json.loads(line)
+                        if not isinstance(rec, dict) or column not in rec or rec[column] is None:
+                            found = ", ".join(rec) if isinstance(rec, dict) else type(rec).__name__
+                            return f"{f} line {i} (keys: {found})"
+    return None
+
+
+def _load_hub(spec: SourceSpec):
+    """A hub dataset from the local HF cache or the network; DataError with the local-files fix otherwise."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.path, spec.hub_config, split=spec.split)
+    except Exception as e:  # offline, unknown id, auth: all end the same way for the user
+        raise DataError(
+            f"source {spec.name!r}: cannot load hub dataset {spec.path!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); the hub may be unreachable and the dataset is not "
+            "cached. Download it elsewhere and point 'path' at local parquet/jsonl files or a save_to_disk directory"
+        ) from None
+
+
+def load_sources(specs: list[SourceSpec]) -> list[DocSource]:
+    """Load every source in order."""
+    return [load_source(s) for s in specs]
+
+
+def split_validation(sources: list[DocSource], fraction: float) -> tuple[list[DocSource], list[DocSource]]:
+    """Hold out the last `fraction` of each source's documents (at least one) for validation."""
+    train, val = [], []
+    for s in sources:
+        n_val = max(1, math.ceil(len(s) * fraction))
+        if n_val >= len(s):
+            raise DataError(f"source {s.name!r} has {len(s)} document(s): too few to hold out "
+                            f"validation_fraction={fraction}; add validation sources instead")
+        train.append(s.subset(0, len(s) - n_val, ""))
+        val.append(s.subset(len(s) - n_val, len(s), ":val"))
+    return train, val
+
+
+def sources_digest(sources: list[DocSource]) -> str:
+    """sha256 over all sources' identities (paths, sizes, mtimes, options)."""
+    import json
+
+    blob = json.dumps([s.identity() for s in sources], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,163 @@
+"""Plain dataclasses describing the training data; torch- and datasets-free so the CLI can import them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+KINDS = ("parquet", "jsonl", "text", "arrow_dir", "hub", "python_docs")
+_EXT_KIND = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
+
+
+@dataclass
+class SourceSpec:
+    """One document source: local files (file, glob or dir), a saved dataset dir, a hub id, or python docs.
+
+    `path` for python_docs is 'stdlib' or 'site-packages'. `split` accepts virtual splits such as
+    'train[1000:]' or 'train[:5%]'. Text files ('text' kind) are one document per file.
+    """
+
+    name: str
+    path: str
+    kind: str | None = None
+    hub_config: str | None = None
+    split: str = "train"
+    text_column: str = "text"
+    max_samples: int | None = None
+
+    def resolved_kind(self) -> str:
+        """The explicit kind, or one inferred from the path's extension / directory contents."""
+        if self.kind:
+            if self.kind not in KINDS:
+                raise DataError(f"source {self.name!r}: unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
+            return self.kind
+        if self.path in ("stdlib", "site-packages"):
+            return "python_docs"
+        p = Path(self.path)
+        ext = p.suffix.lower() if not any(c in self.path for c in "*?[") else Path(self.path.rstrip("*")).suffix.lower()
+        if ext in _EXT_KIND:
+            return _EXT_KIND[ext]
+        if p.is_dir():
+            if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
+                return "arrow_dir"
+            for ext_, kind in _EXT_KIND.items():
+                if any(p.rglob(f"*{ext_}")):
+                    return kind
+            raise DataError(f"source {self.name!r}: directory {self.path} holds no .parquet/.jsonl/.txt files "
+                            "and is not a saved dataset; set 'kind' or point at the files")
+        if p.exists():
+            raise DataError(f"source {self.name!r}: cannot tell the format of {self.path} from its extension; "
+                            f"set kind to one of {', '.join(KINDS)}")
+        if "/" in self.path and not self.path.startswith((".", "/", "~")) and self.path.count("/") == 1:
+            return "hub"
+        raise DataError(f"source {self.name!r}: {self.path} does not exist (give a file, glob, directory or hub id)")
+
+
+@dataclass
+class TokenizerSpec:
+    """A tokenizer.json to load, or (path None) a byte-level BPE to train; vocab_size int or 'auto'."""
+
+    path: str | None = None
+    vocab_size: int | str = "auto"
+    add_bos: bool = False
+    add_eos: bool = True
+    bos_token: str | None = None
+    eos_token: str | None = None
+
+
+@dataclass
+class DataSpec:
+    """Everything that determines the block stream, plus how it is read (mode, workers, batch size)."""
+
+    sources: list[SourceSpec]
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    validation: list[SourceSpec] = field(default_factory=list)
+    validation_fraction: float = 0.0
+    block_size: int = 4096
+    pack_window: int = 64
+    seed: int = 1234
+    mode: str = "cached"
+    cache_dir: str | None = None
+    num_workers: int = 0
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise DataError("data.sources is empty; add at least one source (or use the python_docs default)")
+        if self.mode not in ("cached", "streaming"):
+            raise DataError(f"data.mode must be 'cached' or 'streaming', not {self.mode!r}")
+        if self.block_size < 2:
+            raise DataError(f"data.block_size must be at least 2, not {self.block_size}")
+        if self.pack_window < 1:
+            raise DataError(f"data.pack_window must be at least 1, not {self.pack_window}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise DataError(f"data.validation_fraction must be in [0, 1), not {self.validation_fraction}")
+        if self.batch_size < 1:
+            raise DataError(f"data.batch_size must be at least 1, not {self.batch_size}")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise DataError(f"data.sources have duplicate names: {names}")
+
+    def resolved_cache_dir(self) -> Path:
+        """The cache root: data.cache_dir, else $FORGATHER_DATA_CACHE, else ~/.cache/forgather/data."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        env = os.environ.get("FORGATHER_DATA_CACHE")
+        return Path(env) if env else Path.home() / ".cache" / "forgather" / "data"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], base_dir: str | Path | None = None) -> "DataSpec":
+        """Build from a config mapping; relative paths resolve against base_dir (the project dir)."""
+        d = dict(d or {})
+        base = Path(base_dir) if base_dir else None
+        _check_keys("data", d, cls)
+        sources = [_source(s, base, f"data.sources[{i}]") for i, s in enumerate(d.pop("sources", None) or [])]
+        validation = [_source(s, base, f"data.validation[{i}]") for i, s in enumerate(d.pop("validation", None) or [])]
+        tok = dict(d.pop("tokenizer", None) or {})
+        _check_keys("data.tokenizer", tok, TokenizerSpec)
+        if tok.get("path"):
+            tok["path"] = _resolve(tok["path"], base)
+        if d.get("cache_dir"):
+            d["cache_dir"] = _resolve(d["cache_dir"], base)
+        return cls(sources=sources, validation=validation, tokenizer=TokenizerSpec(**tok), **d)
+
+
+def default_sources(max_documents: int | None = 2000) -> list[SourceSpec]:
+    """The offline default: docstrings of the Python stdlib and of site-packages."""
+    return [SourceSpec("stdlib_docs", "stdlib", kind="python_docs", max_samples=max_documents),
+            SourceSpec("site_docs", "site-packages", kind="python_docs", max_samples=max_documents)]
+
+
+def _check_keys(where: str, d: dict, cls: type) -> None:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _resolve(path: str, base: Path | None) -> str:
+    p = Path(path).expanduser()
+    if base is not None and not p.is_absolute():
+        return str(base / p)
+    return str(p)
+
+
+def _source(s: Any, base: Path | None, where: str) -> SourceSpec:
+    if isinstance(s, str):
+        s = {"path": s}
+    if not isinstance(s, dict) or "path" not in s:
+        raise DataError(f"{where}: a source needs at least a 'path' (file, glob, dir, hub id, or 'stdlib')")
+    s = dict(s)
+    _check_keys(where, s, SourceSpec)
+    s.setdefault("name", Path(str(s["path"]).rstrip("/*")).stem or str(s["path"]))
+    kind = s.get("kind")
+    local = kind not in ("hub", "python_docs") and s["path"] not in ("stdlib", "site-packages")
+    if local and (kind is not None or Path(s["path"]).is_absolute() or s["path"].startswith((".", "~"))
+                  or (base is not None and (base / s["path"]).exists())
+                  or any(c in s["path"] for c in "*?[")):
+        s["path"] = _resolve(s["path"], base)
+    return SourceSpec(**s)

@@ -1,0 +1,54 @@
+"""Apply activation checkpointing, torch.compile and DDP / FSDP2 to a model from the outside.
+
+The model only promises a `layers` ModuleList of transformer blocks; it never knows how it is
+parallelised (the torchtitan split between model.py and parallelize.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .setup import DistInfo
+
+
+def apply_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute each block's activations in backward instead of storing them."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for index, block in enumerate(model.layers):
+        model.layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
+
+
+def apply_compile(model: nn.Module) -> None:
+    """Compile each block separately: identical blocks share one graph, and compile time stays flat in depth."""
+    for index, block in enumerate(model.layers):
+        model.layers[index] = torch.compile(block, fullgraph=False)
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+    """DistributedDataParallel over all ranks (a no-op wrapper is skipped for one process)."""
+    if info.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def wrap_fsdp2(model: nn.Module, info: DistInfo, param_dtype: torch.dtype | None) -> nn.Module:
+    """fully_shard each block, then the root; bf16 params with fp32 reduction when `param_dtype` is bf16."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(info.device.type, (info.world_size,))
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
+    for block in model.layers:
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module under a DDP wrapper (FSDP2 shards in place, so nothing to strip)."""
+    return getattr(model, "module", model)

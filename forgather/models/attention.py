@@ -1,0 +1,182 @@
+"""Attention backends behind one interface, with one document-causal mask definition.
+
+The mask is causal ∧ same-document (`document_mask_mod`); every backend derives its mask from it:
+flex builds a BlockMask, eager/SDPA evaluate it densely, flash-attn turns it into varlen segments.
+It is built once per forward (`build_attention_mask`) and shared by all layers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from forgather.errors import ModelError
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2")
+
+MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_attn_implementation(name: str) -> str:
+    """Return name if this backend is known and usable here, else raise ModelError."""
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise ModelError(
+            f"attn_implementation={name!r} is unknown; use one of {', '.join(ATTN_IMPLEMENTATIONS)}"
+        )
+    if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ModelError(
+            "flash_attention_2 needs the flash-attn package; pip install flash-attn "
+            "or use --attn-implementation sdpa"
+        )
+    return name
+
+
+def causal_mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+    """A query sees itself and earlier keys."""
+    return q_idx >= kv_idx
+
+
+def document_mask_mod(document_ids: torch.Tensor) -> MaskMod:
+    """mask_mod(b, h, q_idx, kv_idx) = causal ∧ same document, for per-token document_ids [B, T]."""
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+        return (q_idx >= kv_idx) & (document_ids[b, q_idx] == document_ids[b, kv_idx])
+
+    return mask_mod
+
+
+def dense_mask(mask_mod: MaskMod, batch: int, seq_len: int, device: torch.device) -> torch.Tensor:
+    """Evaluate mask_mod on the full [B, 1, T, T] grid by broadcasting (True = may attend)."""
+    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
+    q = torch.arange(seq_len, device=device).view(1, 1, seq_len, 1)
+    kv = torch.arange(seq_len, device=device).view(1, 1, 1, seq_len)
+    return mask_mod(b, h, q, kv).expand(batch, 1, seq_len, seq_len)
+
+
+@dataclass
+class AttentionMask:
+    """Per-forward attention mask state, built once and passed to every block.
+
+    Exactly one representation is filled, for `implementation`; `causal_only` means no document
+    boundaries, so backends use their native causal path.
+    """
+
+    implementation: str
+    causal_only: bool
+    dense: torch.Tensor | None = None  # eager/sdpa: bool [B, 1, T, T]
+    block_mask: Any = None  # flex_attention: BlockMask
+    cu_seqlens: torch.Tensor | None = None  # flash_attention_2 varlen: int32 [num_segments + 1]
+    max_seqlen: int = 0
+
+
+def single_document_rows(document_ids: torch.Tensor | None) -> bool:
+    """True when every row holds one document (so plain causal attention is exact).
+
+    This reads a value back from the device (one sync per forward); pass document_ids=None
+    when the data has no packing to skip it.
+    """
+    if document_ids is None:
+        return True
+    return bool((document_ids == document_ids[:, :1]).all())
+
+
+def build_attention_mask(
+    document_ids: torch.Tensor | None, batch: int, seq_len: int, implementation: str, device: torch.device
+) -> AttentionMask:
+    """Build the mask for one forward from per-token document ids [B, T] (or None = one doc per row)."""
+    causal_only = single_document_rows(document_ids)
+    mask = AttentionMask(implementation, causal_only)
+    if implementation == "flex_attention":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        if causal_only:
+            mask.block_mask = create_block_mask(causal_mask_mod, None, None, seq_len, seq_len, device=device)
+        else:
+            mask.block_mask = create_block_mask(
+                document_mask_mod(document_ids), batch, None, seq_len, seq_len, device=device
+            )
+    elif implementation == "flash_attention_2":
+        if not causal_only:
+            mask.cu_seqlens, mask.max_seqlen = _varlen_segments(document_ids)
+    elif not causal_only:
+        mask.dense = dense_mask(document_mask_mod(document_ids), batch, seq_len, device)
+    return mask
+
+
+def _varlen_segments(document_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Cumulative segment starts over the flattened batch: a new segment at each row start or id change.
+
+    Matches document_mask_mod when each document occupies one contiguous run of a row.
+    """
+    b, t = document_ids.shape
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    idx = torch.nonzero(starts.flatten()).flatten()
+    cu = torch.cat([idx, idx.new_tensor([b * t])]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    """Scaled dot-product attention. q [B, Hq, T, D]; k, v [B, Hkv, T, D] (GQA: Hkv divides Hq) -> [B, Hq, T, D]."""
+    impl = mask.implementation
+    if impl == "sdpa":
+        if mask.causal_only:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, enable_gqa=True)
+    if impl == "eager":
+        return _eager(q, k, v, mask)
+    if impl == "flex_attention":
+        return _flex(q.is_cuda)(q, k, v, block_mask=mask.block_mask, enable_gqa=True)
+    if impl == "flash_attention_2":
+        return _flash(q, k, v, mask)
+    raise ModelError(f"attn_implementation={impl!r} is unknown; use one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+
+
+def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    """Reference implementation: explicit scores, fp32 softmax (as HF's eager path)."""
+    rep = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if mask.causal_only:
+        t = q.shape[-2]
+        allowed = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    else:
+        allowed = mask.dense
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
+
+
+_COMPILED_FLEX: Callable[..., torch.Tensor] | None = None
+
+
+def _flex(on_cuda: bool) -> Callable[..., torch.Tensor]:
+    """flex_attention, compiled on CUDA (uncompiled it materialises the full score matrix)."""
+    global _COMPILED_FLEX
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if not on_cuda:
+        return flex_attention  # CPU flex is forward-only in this torch; used for tests/inference
+    if _COMPILED_FLEX is None:
+        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED_FLEX
+
+
+def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    """flash-attn 2: dense causal when unpacked, varlen over document segments when packed."""
+    from flash_attn import flash_attn_func, flash_attn_varlen_func
+
+    b, hq, t, d = q.shape
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # flash-attn wants [B, T, H, D]
+    if mask.causal_only:
+        out = flash_attn_func(q, k, v, causal=True)
+    else:
+        flat = [x.reshape(b * t, x.shape[2], d) for x in (q, k, v)]
+        out = flash_attn_varlen_func(
+            *flat, mask.cu_seqlens, mask.cu_seqlens, mask.max_seqlen, mask.max_seqlen, causal=True
+        ).view(b, t, hq, d)
+    return out.transpose(1, 2)

@@ -1,0 +1,127 @@
+"""Build one rank's model, data and trainer from the resolved config, then train."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import RunConfig
+from ..data.spec import DataSpec
+from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
+from ..dist.setup import DistInfo
+from ..models.spec import ModelSpec, flops_per_token
+from ..models.transformer import build_model
+from .checkpointing import RunCheckpointer
+from .trainer import Components, Trainer
+
+
+def seed_everything(seed: int) -> None:
+    """The same seed on every rank, so every rank initialises identical weights."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
+    """The data section as a DataSpec, relative paths taken from the project directory."""
+    spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
+    spec.batch_size = batch_size
+    return spec
+
+
+def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
+    """Open tokenizer and streams; each node's local rank 0 builds the caches before the others read them."""
+    from ..data.loader import open_data
+
+    data = open_data(spec) if reads_data and info.local_rank == 0 else None
+    if data is not None and spec.mode == "cached":
+        data.train.epoch(0)  # build the first epoch's cache while the other ranks wait
+        if data.val is not None:
+            data.val.epoch(0)
+    _barrier()
+    if reads_data and info.local_rank != 0:
+        data = open_data(spec)
+    return data
+
+
+def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> tuple[Any, Callable | None]:
+    """(train loader, eval-loader factory): each rank reads its blocks, or rank 0 reads and dispatches."""
+    from ..data.loader import BlockLoader
+
+    batch = spec.batch_size
+    workers = spec.num_workers if spec.mode == "cached" else 0
+    if not dispatch:
+        train = BlockLoader(data.train, batch, info.rank, info.world_size, workers)
+        if data.val is None:
+            return train, None
+        return train, lambda: BlockLoader(data.val, batch, info.rank, info.world_size, workers, epochs=1, pad_last=True)
+
+    from ..dist.dispatch import DispatchLoader
+
+    # gloo moves CPU tensors; nccl needs them on the GPU.
+    device = info.device if info.backend == "nccl" else torch.device("cpu")
+    world_batch = batch * info.world_size
+
+    def global_loader(stream: Any, **kwargs: Any) -> Any:
+        return BlockLoader(stream, world_batch, 0, 1, workers, **kwargs) if info.is_main else None
+
+    train = DispatchLoader(global_loader(data.train if info.is_main else None), batch, spec.block_size, device)
+    has_val = [data.val is not None] if info.is_main else [None]
+    dist.broadcast_object_list(has_val, src=0)
+    if not has_val[0]:
+        return train, None
+    return train, lambda: DispatchLoader(global_loader(data.val if info.is_main else None, epochs=1, pad_last=True),
+                                         batch, spec.block_size, device)
+
+
+def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer) -> nn.Module:
+    """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
+    seed_everything(config.seed)
+    model = build_model(spec, config.model.attn_implementation, device=info.device)
+    checkpointer.write_initial_model(model)
+    train = config.train
+    if train.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    use_compile = train.compile if train.compile is not None else info.device.type == "cuda"
+    if use_compile:
+        apply_compile(model)
+    if config.dist.mode == "fsdp2" and info.world_size > 1:
+        bf16 = info.device.type == "cuda" and train.precision != "fp32"
+        return wrap_fsdp2(model, info, torch.bfloat16 if bf16 else None)
+    return wrap_ddp(model, info)
+
+
+def train(config: RunConfig, info: DistInfo) -> int:
+    """Everything one rank does for `forgather train`; returns the exit status."""
+    spec = ModelSpec.from_dict(config.model.arch, source="model.arch")
+    checkpointer = RunCheckpointer(config, spec, info)
+    checkpointer.check_init_policy()
+    _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+
+    dspec = data_spec(config, config.train.batch_size)
+    dispatch = config.dist.mode == "dispatch" and info.world_size > 1
+    data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
+    if data is not None:
+        from ..data.tokenizer import check_vocab
+
+        check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
+    train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
+    model = build_wrapped_model(config, spec, info, checkpointer)
+
+    parts = Components(
+        model=model,
+        flops_per_token=flops_per_token(spec, dspec.block_size),
+        train_batches=train_loader,
+        eval_batches=eval_loader,
+        tokens_per_batch=dspec.batch_size * dspec.block_size,
+        checkpointer=checkpointer,
+    )
+    return Trainer(config, info, parts).fit()

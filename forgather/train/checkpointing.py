@@ -1,0 +1,71 @@
+"""The run's checkpoint policy: where checkpoints live, when --init-model may start, what resume restores."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import checkpoint
+from ..config import RunConfig
+from ..dist.setup import DistInfo
+from ..errors import CheckpointError
+from ..models.hf import load_hf, save_pretrained_hf
+from ..models.spec import ModelSpec
+from ..typed import to_plain
+from ..yamlio import dump_yaml
+
+
+class RunCheckpointer:
+    """Saves and restores this run's checkpoints under RUN_DIR/checkpoints, in HF-named safetensors."""
+
+    def __init__(self, config: RunConfig, spec: ModelSpec, info: DistInfo) -> None:
+        self.config = config
+        self.spec = spec
+        self.info = info
+        self.root = config.run_dir / "checkpoints"
+        self.config_text = dump_yaml(to_plain(config))
+
+    def check_init_policy(self) -> None:
+        """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed."""
+        train = self.config.train
+        if not train.init_model or not checkpoint.has_checkpoints(self.root):
+            return
+        if not train.overwrite:
+            raise CheckpointError(f"{self.root} already holds checkpoints; run `forgather train` to resume, or add "
+                                  "--overwrite to --init-model to delete them and start over")
+        if self.info.is_main:
+            shutil.rmtree(self.root)
+
+    def write_initial_model(self, model: nn.Module) -> Path | None:
+        """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model)."""
+        if not self.config.train.init_model or not self.info.is_main:
+            return None
+        return save_pretrained_hf(model, self.spec, self.config.run_dir / "initial_model")
+
+    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
+             data_state: dict) -> Path:
+        """Collective atomic save, then retention on rank 0."""
+        path = checkpoint.save_checkpoint(
+            self.root, step, model, optimizer, trainer_state=trainer_state, data_state=data_state,
+            config_text=self.config_text, write_model_files=lambda sd, out: save_pretrained_hf(sd, self.spec, out),
+        )
+        if self.info.is_main:
+            cfg = self.config.checkpoint
+            checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best)
+        return path
+
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict] | None:
+        """Restore from the newest verified checkpoint; None when starting fresh."""
+        if self.config.train.init_model:
+            return None
+        latest = checkpoint.find_latest(self.root)
+        if latest is None:
+            if self.info.is_main:
+                print(f"forgather: no checkpoint in {self.root}; starting from initialised weights", flush=True)
+            return None
+        if self.info.is_main:
+            print(f"forgather: resuming from {latest}", flush=True)
+        return checkpoint.load_checkpoint(latest, model, optimizer, read_model_files=lambda path: load_hf(path)[1])

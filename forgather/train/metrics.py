@@ -1,0 +1,156 @@
+"""Throughput, MFU and memory figures, written with one vocabulary to the console and TensorBoard."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+# Dense bf16 tensor-core peak per device (no sparsity), from the vendors' datasheets.
+PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100 SXM": 989e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,
+    "H800": 989e12,
+    "GH200": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10G": 125e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "B200": 2250e12,
+}
+
+
+def peak_flops(device: torch.device, override: float | None) -> float | None:
+    """Peak FLOP/s of one device: the config's value, else the GPU table; None when unknown (CPU)."""
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
+        if key in name:
+            return PEAK_BF16_FLOPS[key]
+    return None
+
+
+def memory_stats(device: torch.device) -> dict[str, float]:
+    """Process RSS, and on GPU torch's peak allocated/reserved plus NVML's used memory (GiB)."""
+    gib = 1024**3
+    stats = {"memory/rss(GiB)": psutil.Process().memory_info().rss / gib}
+    if device.type == "cuda":
+        stats["memory/max_allocated(GiB)"] = torch.cuda.max_memory_allocated(device) / gib
+        stats["memory/max_reserved(GiB)"] = torch.cuda.max_memory_reserved(device) / gib
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+            stats["memory/nvml_used(GiB)"] = pynvml.nvmlDeviceGetMemoryInfo(handle).used / gib
+        except Exception:  # NVML is optional: absent library or driver just means no NVML figure
+            pass
+    return stats
+
+
+class ThroughputMeter:
+    """Tokens/s, MFU and data-wait share over the steps since the last report."""
+
+    def __init__(self, flops_per_token: float, peak: float | None, world_size: int) -> None:
+        self.flops_per_token = flops_per_token
+        self.peak = peak
+        self.world_size = world_size
+        self.reset()
+
+    def reset(self) -> None:
+        self.started = time.perf_counter()
+        self.tokens = 0
+        self.data_wait = 0.0
+
+    def add(self, tokens: int, data_wait: float) -> None:
+        self.tokens += tokens
+        self.data_wait += data_wait
+
+    def report(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        tps = self.tokens / elapsed
+        out = {"tps": tps, "tps_per_device": tps / self.world_size, "data_wait(%)": 100 * self.data_wait / elapsed}
+        if self.peak:
+            out["mfu(%)"] = 100 * tps * self.flops_per_token / (self.peak * self.world_size)
+        self.reset()
+        return out
+
+
+def _format(key: str, value: float) -> str:
+    if key in ("loss", "eval/loss", "grad_norm"):
+        return f"{key} {value:.4f}"
+    if key == "lr":
+        return f"lr {value:.3e}"
+    if key.startswith("tps"):
+        return f"{key} {value:,.0f}"
+    return f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
+
+
+class MetricsSink:
+    """Rank 0's output: a console line (or tqdm bar on a TTY) and TensorBoard scalars under runs/."""
+
+    CONSOLE_KEYS = ("loss", "lr", "grad_norm", "tps", "mfu(%)", "data_wait(%)", "memory/max_allocated(GiB)",
+                    "memory/rss(GiB)", "eval/loss", "eval/perplexity")
+
+    def __init__(self, log_dir: Path, total_steps: int, start_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True, desc="train")
+            except ImportError:
+                self.bar = None
+
+    def log(self, step: int, scalars: dict[str, Any]) -> None:
+        """Write scalars for `step` (finite ones to TensorBoard) and a console summary."""
+        if not self.enabled:
+            return
+        for key, value in scalars.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        shown = [_format(k, scalars[k]) for k in self.CONSOLE_KEYS if k in scalars]
+        if self.bar is not None:
+            self.bar.set_postfix_str(" | ".join(shown), refresh=False)
+        else:
+            print(f"step {step} | " + " | ".join(shown), flush=True)
+
+    def advance(self, steps: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()

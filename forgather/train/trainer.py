@@ -1,0 +1,240 @@
+"""The training loop: steps, evaluation, logging, checkpoints, resume and clean stops."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import RunConfig
+from ..dist.setup import DistInfo
+from ..errors import UserError
+from .metrics import MetricsSink, ThroughputMeter, memory_stats, peak_flops
+from .optim import build_optimizer, build_scheduler, scaled_learning_rate
+from .step import eval_loss, train_step
+
+
+class TrainingDiverged(UserError):
+    """Loss became NaN/Inf or spiked far above its running average."""
+
+    exit_code = 3
+
+
+@dataclass
+class TrainState:
+    """Progress that a checkpoint carries besides weights and optimizer moments."""
+
+    step: int = 0
+    tokens: int = 0
+    best_eval_loss: float | None = None
+    eval_loss: float | None = None
+    loss: float | None = None
+    loss_ema: float | None = None
+    evals_without_improvement: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Components:
+    """What the trainer is handed: built and wrapped by forgather.run."""
+
+    model: nn.Module
+    flops_per_token: float
+    train_batches: Any  # iterable of batch dicts, with state_dict()/load_state_dict()
+    eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None
+    tokens_per_batch: int  # tokens in one rank's micro-batch
+    checkpointer: Any = None  # save(step, model, optimizer, trainer_state, data_state) / resume(model, optimizer)
+
+
+def scaled_interval(every: int, cadence: float) -> int:
+    """An interval multiplied by `step_cadence`; 0 stays 0 (disabled)."""
+    return 0 if every <= 0 else max(1, round(every * cadence))
+
+
+class Trainer:
+    """Runs `fit()` on one rank; every rank runs the same sequence of collectives."""
+
+    def __init__(self, config: RunConfig, info: DistInfo, parts: Components) -> None:
+        self.config = config
+        self.train_cfg = config.train
+        self.info = info
+        self.parts = parts
+        self.model = parts.model
+        self.state = TrainState()
+        self.stop_requested = 0
+        self._signals_seen = 0
+
+    # -- hooks a subclass may override -------------------------------------------------------
+    def _prepare(self) -> None:
+        """Budget, optimizer, schedule, resume state and outputs."""
+        cfg = self.train_cfg
+        micro = self.parts.tokens_per_batch
+        self.tokens_per_step = micro * cfg.grad_accum_steps * self.info.world_size
+        self.total_steps = cfg.max_steps or 0
+        if cfg.max_tokens:
+            self.total_steps = math.ceil(cfg.max_tokens / self.tokens_per_step)
+        cadence = cfg.step_cadence
+        self.log_every = scaled_interval(cfg.log_every, cadence)
+        self.eval_every = scaled_interval(cfg.eval_every, cadence)
+        self.save_every = scaled_interval(self.config.checkpoint.save_every, cadence)
+        lr = scaled_learning_rate(cfg, self.tokens_per_step)
+        self.optimizer = build_optimizer(self.model, cfg, lr, self.info.device)
+        self.scheduler = build_scheduler(self.optimizer, cfg, max(self.total_steps, 1))
+        self.autocast = self._autocast()
+        self._resume()
+        self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
+        self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
+                                     self.info.world_size)
+
+    def _autocast(self) -> contextlib.AbstractContextManager | None:
+        precision = self.train_cfg.precision
+        use_bf16 = precision == "bf16" or (precision == "auto" and self.info.device.type == "cuda")
+        if not use_bf16 or self.config.dist.mode == "fsdp2":
+            return None  # FSDP2 casts parameters itself through its MixedPrecisionPolicy
+        return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
+
+    def _resume(self) -> None:
+        if self.parts.checkpointer is None:
+            return
+        restored = self.parts.checkpointer.resume(self.model, self.optimizer)
+        if restored is None:
+            return
+        trainer_state, data_state = restored
+        self.scheduler.load_state_dict(trainer_state.pop("scheduler"))
+        self.state = TrainState(**trainer_state)
+        if data_state and self.config.checkpoint.restore_dataset_state:
+            self.parts.train_batches.load_state_dict(data_state)
+
+    def _train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
+        """One optimizer step; returns (loss, grad norm)."""
+        loss, _ = train_step(self.model, micro_batches, self.info.world_size, self.autocast)
+        clip = self.train_cfg.clip_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+        if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2
+            norm = norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss.item(), norm.item()
+
+    def _evaluate(self) -> dict[str, float]:
+        if self.parts.eval_batches is None:
+            return {}
+        self.model.eval()
+        batches = [self._to_device(b) for _, b in zip(range(self.train_cfg.eval_batches), self.parts.eval_batches())]
+        loss, tokens = eval_loss(self.model, batches, self.autocast)
+        self.model.train()
+        if not tokens:
+            return {}
+        return {"eval/loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> int:
+        """Train to the budget or a stop signal; returns the process exit status."""
+        self._prepare()
+        self._install_signal_handlers()
+        if self.info.is_main:
+            self.sink.message(f"training steps {self.state.step}→{self.total_steps}, "
+                              f"{self.tokens_per_step:,} tokens/step, world {self.info.world_size}")
+        batches = self._batch_iterator()
+        self.model.train()
+        try:
+            while self.state.step < self.total_steps:
+                if self._agree_to_stop():
+                    self._save("signal")
+                    self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
+                    return 0
+                waited_from = time.perf_counter()
+                micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
+                data_wait = time.perf_counter() - waited_from
+                loss, grad_norm = self._train_step(micro)
+                self.state.step += 1
+                self.state.tokens += self.tokens_per_step
+                self.meter.add(self.tokens_per_step, data_wait)
+                self._check_divergence(loss)
+                self._after_step(loss, grad_norm)
+            if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
+                self._save("final")
+        finally:
+            self.sink.close()
+        return 0
+
+    def _after_step(self, loss: float, grad_norm: float) -> None:
+        step = self.state.step
+        self.state.loss = loss
+        self.sink.advance()
+        scalars: dict[str, float] = {}
+        if self.log_every and (step % self.log_every == 0 or step == self.total_steps):
+            scalars = {"loss": loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                       "tokens": float(self.state.tokens), **self.meter.report(), **memory_stats(self.info.device)}
+        if self.eval_every and step % self.eval_every == 0:
+            scalars.update(self._evaluate_and_track())
+        if scalars:
+            self.sink.log(step, scalars)
+        if self.config.checkpoint.save_strategy == "steps" and self.save_every and step % self.save_every == 0 \
+                and step < self.total_steps:
+            self._save("interval")
+
+    def _evaluate_and_track(self) -> dict[str, float]:
+        metrics = self._evaluate()
+        if "eval/loss" in metrics:
+            loss = metrics["eval/loss"]
+            self.state.eval_loss = loss
+            if self.state.best_eval_loss is None or loss < self.state.best_eval_loss:
+                self.state.best_eval_loss = loss
+                self.state.evals_without_improvement = 0
+            else:
+                self.state.evals_without_improvement += 1
+        return metrics
+
+    def _check_divergence(self, loss: float) -> None:
+        """Stop on NaN/Inf, or on a loss far above its running average once past warmup."""
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss} at step {self.state.step}; lower --learning-rate or check the data "
+                                   "(no checkpoint was written for this step)")
+        ema = self.state.loss_ema
+        factor = self.train_cfg.divergence_factor
+        if ema is not None and factor > 0 and self.state.step > self.train_cfg.warmup_steps and loss > factor * ema:
+            raise TrainingDiverged(f"loss spiked to {loss:.3f} at step {self.state.step}, {loss / ema:.1f}x its running "
+                                   f"average {ema:.3f}; lower --learning-rate or resume from the last checkpoint")
+        self.state.loss_ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+
+    def _save(self, reason: str) -> None:
+        if self.parts.checkpointer is None or self.config.checkpoint.save_strategy == "no":
+            return
+        trainer_state = {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}
+        data_state = self.parts.train_batches.state_dict()
+        path = self.parts.checkpointer.save(self.state.step, self.model, self.optimizer, trainer_state, data_state)
+        self.sink.message(f"saved checkpoint {path} ({reason})")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _batch_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(self.parts.train_batches)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = self.info.device
+        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self._signals_seen += 1
+            if self._signals_seen > 1:
+                raise SystemExit(128 + signum)  # second signal: leave now, without saving
+            self.stop_requested = 1
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+
+    def _agree_to_stop(self) -> bool:
+        """All ranks stop at the same step if any rank got a signal."""
+        flag = torch.tensor([self.stop_requested], dtype=torch.int32, device=self.info.device)
+        if dist.is_initialized() and self.info.world_size > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())

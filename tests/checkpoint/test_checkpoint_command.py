@@ -1,0 +1,80 @@
+"""`forgather checkpoint list|show|verify`, run as a user would, without importing torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forgather.checkpoint.manifest import write_manifest
+
+from ..conftest import REPO
+from .test_manifest import fake_checkpoint, flip_byte
+
+# Registers the command even before forgather/cli.py lists it, and reports whether torch got imported.
+RUNNER = (
+    "import sys; import forgather.cli as cli; from forgather.commands import checkpoint; "
+    "cli.COMMANDS.append(checkpoint) if checkpoint not in cli.COMMANDS else None; rc = cli.main(sys.argv[1:]); "
+    "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'TORCH_FREE'); sys.exit(rc)"
+)
+
+
+def forgather(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", RUNNER, *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> Path:
+    root = tmp_path / "run" / "checkpoints"
+    for step in (100, 200):
+        path = fake_checkpoint(root, step)
+        (path / "trainer_state.json").write_text(f'{{"step": {step}, "loss": 2.5, "eval_loss": 2.25, "tokens": 6400}}')
+        write_manifest(path, step, world_size=1)
+    return root
+
+
+def test_list_shows_steps_loss_tokens_and_verification_without_torch(checkpoints):
+    result = forgather("checkpoint", "list", str(checkpoints.parent), cwd=checkpoints)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["step", "loss", "eval_loss", "tokens", "size", "verified"]
+    assert lines[1].split()[:4] == ["step-000100", "2.5", "2.25", "6400"] and lines[1].endswith("ok")
+    assert lines[2].startswith("step-000200")
+    assert lines[-1] == "TORCH_FREE"
+
+
+def test_verify_passes_then_fails_naming_the_corrupted_file(checkpoints):
+    ok = forgather("checkpoint", "verify", str(checkpoints), cwd=checkpoints)
+    assert ok.returncode == 0 and "step-000200: ok" in ok.stdout, ok.stderr
+    flip_byte(checkpoints / "step-000200" / "model.safetensors")
+    bad = forgather("checkpoint", "verify", str(checkpoints), cwd=checkpoints)
+    assert bad.returncode == 1
+    assert "step-000200: FAILED" in bad.stderr and "model.safetensors: sha256 mismatch" in bad.stderr
+    assert bad.stdout.splitlines()[-1] == "TORCH_FREE"
+
+
+def test_show_prints_manifest_and_trainer_state(checkpoints):
+    result = forgather("checkpoint", "show", str(checkpoints / "step-000100"), cwd=checkpoints)
+    assert result.returncode == 0, result.stderr
+    assert "verified   ok" in result.stdout and "rng/rank-0.pt" in result.stdout and "eval_loss: 2.25" in result.stdout
+    assert result.stdout.splitlines()[-1] == "TORCH_FREE"
+
+
+def test_without_path_uses_the_project_run_dir(tiny_project):
+    fake_checkpoint(tiny_project / "output" / "checkpoints", 300)
+    listed = forgather("checkpoint", "list", cwd=tiny_project)
+    assert listed.returncode == 0, listed.stderr
+    assert "step-000300" in listed.stdout
+    shown = forgather("checkpoint", "show", "300", cwd=tiny_project)
+    assert shown.returncode == 0 and "step       300" in shown.stdout, shown.stderr
+
+
+def test_missing_path_is_a_one_line_error(tmp_path):
+    result = forgather("checkpoint", "verify", str(tmp_path / "nope"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "nope: no such directory" in result.stderr

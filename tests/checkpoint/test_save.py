@@ -1,0 +1,109 @@
+"""save_checkpoint writes the documented layout atomically; crashes and failures never expose a partial step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgather.checkpoint import layout
+from forgather.checkpoint.load import load_checkpoint
+from forgather.checkpoint.manifest import find_latest, verify_manifest
+
+from .util import adamw, save, tiny_model, train_steps
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def trained():
+    model = tiny_model()
+    optimizer = adamw(model)
+    train_steps(model, optimizer)
+    return model, optimizer
+
+
+def test_single_process_save_writes_the_documented_layout(tmp_path, trained):
+    path = save(tmp_path, 200, *trained, eval_loss=2.5)
+    assert path == tmp_path / "step-000200"
+    names = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    assert names == {"model.safetensors", "config.json", "optimizer.pt", "trainer_state.json", "data_state.json",
+                     "rng/rank-0.pt", "config.yaml", "manifest.json"}
+    manifest = verify_manifest(path)
+    assert manifest["world_size"] == 1 and manifest["optimizer_format"] == "full"
+    assert json.loads((path / "trainer_state.json").read_text())["eval_loss"] == 2.5
+    assert (path / "config.yaml").read_text() == "name: tiny\n"
+    # Full optimizer state keyed by parameter name, loadable without unpickling code.
+    osd = torch.load(path / "optimizer.pt", weights_only=True)
+    assert set(osd["state"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_leftover_temp_dirs_are_removed_by_the_next_save(tmp_path, trained):
+    (tmp_path / "step-000300.tmp" / "rng").mkdir(parents=True)
+    (tmp_path / "step-000300.tmp" / "model.safetensors").write_bytes(b"partial")
+    save(tmp_path, 100, *trained)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000100"]
+
+
+def test_saving_the_same_step_again_replaces_it(tmp_path, trained):
+    save(tmp_path, 100, *trained, eval_loss=3.0)
+    path = save(tmp_path, 100, *trained, eval_loss=2.0)
+    verify_manifest(path)
+    assert json.loads((path / "trainer_state.json").read_text())["eval_loss"] == 2.0
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000100"]
+
+
+def test_a_failing_model_writer_raises_and_publishes_nothing(tmp_path, trained):
+    save(tmp_path, 100, *trained)
+
+    def broken(state_dict, directory):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save(tmp_path, 200, *trained, writer=broken)
+    assert find_latest(tmp_path) == tmp_path / "step-000100"
+    assert not (tmp_path / "step-000200").exists()
+
+
+def test_non_json_trainer_state_is_rejected_before_publishing(tmp_path, trained):
+    from forgather.checkpoint.save import save_checkpoint
+    from .util import write_model_files
+
+    with pytest.raises(TypeError, match="trainer_state must be JSON-serialisable"):
+        save_checkpoint(tmp_path, 100, *trained, trainer_state={"x": torch.zeros(1)}, data_state={},
+                        config_text="", write_model_files=write_model_files)
+    assert not layout.has_checkpoints(tmp_path)
+
+
+def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(HERE / "kill_during_save.py"), str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        output = []
+        for line in proc.stdout:
+            output.append(line)
+            if line.strip() == "WRITING":
+                break
+        else:
+            pytest.fail("saver exited before the second save:\n" + "".join(output))
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert (tmp_path / "step-000200.tmp").is_dir() and not (tmp_path / "step-000200").exists()
+    latest = find_latest(tmp_path)
+    assert latest == tmp_path / "step-000100"
+    model = tiny_model(seed=3)
+    trainer_state, data_state = load_checkpoint(latest, model, adamw(model))
+    assert trainer_state["step"] == 100 and data_state == {"position": 100}
+    # The next save sweeps the partial directory away.
+    save(tmp_path, 300, model, adamw(model))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000100", "step-000300"]

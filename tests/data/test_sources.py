@@ -1,0 +1,110 @@
+"""Sources: every bad input gives a DataError naming the problem; empties skipped and counted."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from forgather.data.sources import load_source, split_validation
+from forgather.data.spec import SourceSpec
+from forgather.errors import DataError
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_parquet_subset_and_virtual_split(shared_data):
+    q = str(shared_data / "corpus" / "quotes.parquet")
+    s = load_source(SourceSpec("q", q, max_samples=100))
+    assert len(s) + s.stats.skipped_empty == 100
+    assert all(isinstance(t, str) and t.strip() for t in s.texts(0, 5))
+    tail = load_source(SourceSpec("q", q, split="train[15000:]"))
+    assert tail.stats.total == 218
+    pct = load_source(SourceSpec("q", q, split="train[:1%]"))
+    assert pct.stats.total == 152
+
+
+def test_jsonl_glob_text_dir_and_arrow_dir(tmp_path):
+    _jsonl(tmp_path / "a.jsonl", [{"text": "alpha beta"}, {"text": "gamma"}])
+    _jsonl(tmp_path / "b.jsonl", [{"text": "delta"}])
+    s = load_source(SourceSpec("j", str(tmp_path / "*.jsonl")))
+    assert s.texts(0, 3) == ["alpha beta", "gamma", "delta"]
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "1.txt").write_text("one doc\nwith two lines")
+    (tmp_path / "txt" / "2.txt").write_text("second")
+    t = load_source(SourceSpec("t", str(tmp_path / "txt")))
+    assert t.texts(0, 2) == ["one doc\nwith two lines", "second"]
+    import datasets
+    datasets.Dataset.from_dict({"body": ["x y", " ", "z"]}).save_to_disk(str(tmp_path / "saved"))
+    a = load_source(SourceSpec("a", str(tmp_path / "saved"), text_column="body"))
+    assert a.texts(0, 2) == ["x y", "z"] and a.stats.skipped_empty == 1
+
+
+def test_empty_and_whitespace_documents_are_skipped_and_counted(tmp_path):
+    pq.write_table(pa.table({"text": ["real text", "", "   \n\t ", "more text", "\u3000"]}), tmp_path / "d.parquet")
+    s = load_source(SourceSpec("d", str(tmp_path / "d.parquet")))
+    assert len(s) == 2 and s.stats.skipped_empty == 3 and s.stats.total == 5
+    assert s.texts(0, 2) == ["real text", "more text"]
+
+
+def test_non_utf8_text_is_replaced_and_counted(tmp_path):
+    (tmp_path / "ok.txt").write_text("fine")
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9 \xff\xfe bytes")
+    s = load_source(SourceSpec("t", str(tmp_path / "*.txt")))
+    assert s.stats.replaced_utf8 == 1
+    assert "\ufffd" in s.texts(0, 2)[0]
+
+
+def test_non_utf8_jsonl_is_a_clear_error_or_replaced(tmp_path):
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
+    try:
+        s = load_source(SourceSpec("j", str(tmp_path / "bad.jsonl")))
+    except DataError as e:
+        assert "bad.jsonl" in str(e)
+    else:
+        assert len(s) == 1
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found.*nope.parquet"):
+        load_source(SourceSpec("m", str(tmp_path / "nope.parquet"), kind="parquet"))
+    with pytest.raises(DataError, match="no jsonl files match"):
+        load_source(SourceSpec("m", str(tmp_path / "*.jsonl")))
+
+
+def test_empty_dataset(tmp_path):
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "e.parquet")
+    with pytest.raises(DataError, match="no documents"):
+        load_source(SourceSpec("e", str(tmp_path / "e.parquet")))
+    pq.write_table(pa.table({"text": [" ", ""]}), tmp_path / "w.parquet")
+    with pytest.raises(DataError, match="only empty/whitespace"):
+        load_source(SourceSpec("w", str(tmp_path / "w.parquet")))
+
+
+def test_record_without_text_column_names_file_column_and_columns(tmp_path):
+    pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp_path / "c.parquet")
+    with pytest.raises(DataError, match=r"c\.parquet has no column 'text'; columns found: body, id"):
+        load_source(SourceSpec("c", str(tmp_path / "c.parquet")))
+    _jsonl(tmp_path / "r.jsonl", [{"text": "ok"}, {"content": "no text here", "id": 2}])
+    with pytest.raises(DataError) as e:
+        load_source(SourceSpec("r", str(tmp_path / "r.jsonl")))
+    msg = str(e.value)
+    assert "r.jsonl line 2" in msg and "'text'" in msg and "content" in msg
+
+
+def test_hub_unreachable_says_how_to_use_local_files():
+    with pytest.raises(DataError, match="point 'path' at local"):
+        load_source(SourceSpec("h", "no-such-org/no-such-dataset", kind="hub"))
+
+
+def test_validation_fraction_holds_out_tail(shared_data):
+    s = load_source(SourceSpec("q", str(shared_data / "corpus" / "quotes.parquet"), max_samples=100))
+    train, val = split_validation([s], 0.1)
+    assert len(train[0]) + len(val[0]) == len(s) and len(val[0]) == 10
+    assert val[0].texts(0, 10) == s.texts(len(s) - 10, len(s))
+    assert train[0].identity() != val[0].identity()

@@ -1,0 +1,55 @@
+"""DataSpec parsing and the torch/datasets-free import path the CLI relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from forgather.data.spec import DataSpec, SourceSpec, default_sources
+from forgather.errors import DataError
+
+
+def test_spec_module_imports_without_torch_or_datasets():
+    code = ("import sys, forgather.data.spec, forgather.data, forgather.dist; "
+            "bad = [m for m in ('torch', 'datasets', 'numpy', 'tokenizers') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_from_dict_resolves_paths_and_kinds(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.parquet").write_bytes(b"")
+    spec = DataSpec.from_dict({"sources": ["d/a.parquet", {"path": "d/*.jsonl", "name": "j"}, "HuggingFaceFW/fineweb"],
+                               "tokenizer": {"path": "tok.json"}, "cache_dir": "cache", "block_size": 512},
+                              base_dir=tmp_path)
+    assert spec.sources[0].path == str(tmp_path / "d" / "a.parquet")
+    assert spec.sources[0].resolved_kind() == "parquet" and spec.sources[0].name == "a"
+    assert spec.sources[1].resolved_kind() == "jsonl"
+    assert spec.sources[2].resolved_kind() == "hub"
+    assert spec.tokenizer.path == str(tmp_path / "tok.json")
+    assert spec.resolved_cache_dir() == tmp_path / "cache"
+    assert [s.resolved_kind() for s in default_sources()] == ["python_docs", "python_docs"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"sources": []}, "empty"),
+    ({"sources": ["x.parquet"], "mode": "fast"}, "mode"),
+    ({"sources": ["x.parquet"], "blocksize": 3}, "unknown key"),
+    ({"sources": ["x.parquet"], "validation_fraction": 1.5}, "validation_fraction"),
+    ({"sources": [{"name": "a"}]}, "path"),
+])
+def test_bad_specs_raise_data_error(bad, match):
+    with pytest.raises(DataError, match=match):
+        DataSpec.from_dict(bad)
+
+
+def test_unknown_extension_and_missing_path(tmp_path):
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(DataError, match="set kind"):
+        SourceSpec("x", str(f)).resolved_kind()
+    with pytest.raises(DataError, match="does not exist"):
+        SourceSpec("x", str(tmp_path / "nope")).resolved_kind()
