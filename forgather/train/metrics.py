@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -62,6 +63,18 @@ def memory_stats(device: torch.device) -> dict[str, float]:
     return stats
 
 
+def local_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Bytes of parameters and optimizer state held by this rank (its shards only, under FSDP2)."""
+
+    def local(t: torch.Tensor) -> torch.Tensor:
+        return t.to_local() if hasattr(t, "to_local") else t
+
+    params = sum(local(p).numel() * local(p).element_size() for p in model.parameters())
+    moments = sum(local(v).numel() * local(v).element_size()
+                  for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
+    return {"memory/param_bytes": float(params), "memory/optimizer_bytes": float(moments)}
+
+
 class ThroughputMeter:
     """Tokens/s, MFU and data-wait share over the steps since the last report."""
 
@@ -109,12 +122,15 @@ class MetricsSink:
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, enabled: bool) -> None:
         self.enabled = enabled
         self.writer = None
+        self.jsonl = None
         self.bar = None
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
+        # Exact values for scripts and tests (the console rounds, TensorBoard stores float32).
+        self.jsonl = open(log_dir / "metrics.jsonl", "a", encoding="utf-8")
         if sys.stderr.isatty():
             try:
                 from tqdm import tqdm
@@ -130,6 +146,8 @@ class MetricsSink:
         for key, value in scalars.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(key, value, step)
+        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self.jsonl.flush()
         shown = [_format(k, scalars[k]) for k in self.CONSOLE_KEYS if k in scalars]
         if self.bar is not None:
             self.bar.set_postfix_str(" | ".join(shown), refresh=False)
@@ -154,3 +172,5 @@ class MetricsSink:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+        if self.jsonl is not None:
+            self.jsonl.close()

@@ -16,7 +16,7 @@ from torch import nn
 from ..config import RunConfig
 from ..dist.setup import DistInfo
 from ..errors import UserError
-from .metrics import MetricsSink, ThroughputMeter, memory_stats, peak_flops
+from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
 from .step import eval_loss, train_step
 
@@ -70,6 +70,7 @@ class Trainer:
         self.state = TrainState()
         self.stop_requested = 0
         self._signals_seen = 0
+        self._epoch_seen: int | None = None
 
     # -- hooks a subclass may override -------------------------------------------------------
     def _prepare(self) -> None:
@@ -173,14 +174,21 @@ class Trainer:
         scalars: dict[str, float] = {}
         if self.log_every and (step % self.log_every == 0 or step == self.total_steps):
             scalars = {"loss": loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                       "tokens": float(self.state.tokens), **self.meter.report(), **memory_stats(self.info.device)}
+                       "tokens": float(self.state.tokens), **self.meter.report(), **memory_stats(self.info.device),
+                       **local_state_bytes(self.model, self.optimizer)}
         if self.eval_every and step % self.eval_every == 0:
             scalars.update(self._evaluate_and_track())
         if scalars:
             self.sink.log(step, scalars)
-        if self.config.checkpoint.save_strategy == "steps" and self.save_every and step % self.save_every == 0 \
-                and step < self.total_steps:
+        strategy = self.config.checkpoint.save_strategy
+        if strategy == "steps" and self.save_every and step % self.save_every == 0 and step < self.total_steps:
             self._save("interval")
+        elif strategy == "epoch" and step < self.total_steps:
+            # The loader's epoch advances when the first batch of the next epoch is drawn.
+            epoch = self.parts.train_batches.state_dict()["epoch"]
+            if self._epoch_seen is not None and epoch > self._epoch_seen:
+                self._save(f"epoch {self._epoch_seen} done")
+            self._epoch_seen = epoch
 
     def _evaluate_and_track(self) -> dict[str, float]:
         metrics = self._evaluate()

@@ -1,0 +1,121 @@
+"""Resume through `forgather train`: exact losses after a clean stop, a kill -9, or a world-size change."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import set_in_project
+from .test_distributed_training import TOL, losses, metrics, train
+
+
+@pytest.fixture
+def project(tiny_project: Path) -> Path:
+    """Constant LR (so a run cut short follows the same schedule), a loss every step, checkpoints every 2."""
+    for line in ("max_steps: 6", "log_every: 1", "eval_every: 0", "lr_schedule: constant", "warmup_steps: 0",
+                 "learning_rate: 0.01", "batch_size: 2"):
+        set_in_project(tiny_project, "train", line)
+    set_in_project(tiny_project, "checkpoint", "save_every: 2")
+    set_in_project(tiny_project, "checkpoint", "keep_last: 10")
+    return tiny_project
+
+
+def _fresh_metrics(project: Path) -> None:
+    path = project / "output" / "runs" / "metrics.jsonl"
+    if path.exists():
+        path.unlink()
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_stopping_and_resuming_twice_gives_bit_identical_losses(project, mode):
+    set_in_project(project, "dist", f"mode: {mode}")
+    train(project, "--init-model", nproc=2)
+    straight = losses(project)
+    _fresh_metrics(project)
+    train(project, "--init-model", "--overwrite", "--max-steps", "2", nproc=2)
+    assert "training steps 2→4" in train(project, "--max-steps", "4", nproc=2).stdout
+    assert "training steps 4→6" in train(project, nproc=2).stdout
+    resumed = losses(project)
+    assert resumed == straight  # exact float equality, not a tolerance
+    assert (project / "output" / "checkpoints" / "step-000006" / "model.safetensors").is_file()
+
+
+def test_two_ranks_then_one_rank_continue_the_same_stream(project):
+    set_in_project(project, "train", "batch_size: 4")
+    train(project, "--init-model")
+    single = losses(project)
+    _fresh_metrics(project)
+    set_in_project(project, "train", "batch_size: 2")
+    train(project, "--init-model", "--overwrite", "--max-steps", "3", nproc=2)
+    set_in_project(project, "train", "batch_size: 4")  # same global batch on one rank
+    assert "training steps 3→6" in train(project).stdout
+    mixed = losses(project)
+    assert sorted(mixed) == list(range(1, 7))
+    for step in single:
+        assert abs(mixed[step] - single[step]) <= TOL, (step, mixed[step], single[step])
+
+
+def test_init_model_refuses_to_replace_checkpoints_without_overwrite(project):
+    train(project, "--init-model", "--max-steps", "2")
+    refused = train(project, "--init-model", check=False)
+    assert refused.returncode != 0
+    assert "already holds checkpoints" in refused.stderr and "--overwrite" in refused.stderr
+    assert (project / "output" / "checkpoints" / "step-000002").is_dir()
+
+
+def _rank_pids(launcher_pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "forgather.run"], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if int(p) != launcher_pid]
+
+
+def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
+    set_in_project(project, "train", "max_steps: 400")
+    train(project, "--init-model", "--max-steps", "40", "--save-strategy", "no", nproc=2)
+    straight = losses(project)
+    _fresh_metrics(project)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model",
+         "--overwrite"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    checkpoints = project / "output" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "step-000004").is_dir():
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint appeared"
+        time.sleep(0.02)
+    ranks = _rank_pids(proc.pid)
+    assert ranks, "no rank processes found"
+    os.kill(ranks[-1], signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0  # torchrun reports the failed rank, and forgather exits with its status
+
+    output = train(project, "--max-steps", "40", nproc=2).stdout
+    started = re.search(r"training steps (\d+)→40", output)
+    assert started and int(started.group(1)) >= 4, output[-2000:]
+    resumed = losses(project)
+    assert {s: resumed[s] for s in straight} == straight
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits(project):
+    set_in_project(project, "train", "max_steps: 100000")
+    set_in_project(project, "checkpoint", "save_every: 1000")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    runs = project / "output" / "runs" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (runs.exists() and runs.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None, "training never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # the launcher exec'ed torchrun, which forwards it to the ranks
+    output, _ = proc.communicate(timeout=120)
+    stopped = re.search(r"stopped by signal at step (\d+)", output)
+    assert stopped, output[-3000:]
+    step = int(stopped.group(1))
+    assert (project / "output" / "checkpoints" / f"step-{step:06d}" / "manifest.json").is_file()
+    assert f"training steps {step}→" in train(project, "--max-steps", str(step + 1), nproc=2).stdout
