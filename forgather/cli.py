@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .commands import checkpoint, config_show, ls, train
+from .commands import checkpoint, config_show, data, ls, model, tokenizer, train
 from .commands.common import load_composed
 from .errors import UserError
 
-COMMANDS = [train, config_show, ls, checkpoint]
-NEEDS_PROJECT = {"train", "config"}
+COMMANDS = [train, config_show, ls, checkpoint, model, data, tokenizer]
+NEEDS_PROJECT = {"train", "config", "data", "tokenizer"}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -49,6 +50,25 @@ def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+def _hoist_global_options(argv: list[str]) -> list[str]:
+    """Accept -p/-c anywhere (`forgather train -p DIR`) by moving them in front of the subcommand."""
+    front, rest = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in ("-p", "--project", "-c", "--config"):
+            if eq:
+                front.append(arg)
+            else:
+                front.extend(argv[i:i + 2])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def _preparse(argv: list[str]) -> argparse.Namespace:
     pre = argparse.ArgumentParser(add_help=False)
     _global_options(pre)
@@ -60,6 +80,7 @@ def _preparse(argv: list[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> int:
     """Parse and dispatch; returns the exit status."""
     argv, passthrough = _split_passthrough(list(argv))
+    argv = _hoist_global_options(argv)
     pre = _preparse(argv)
     composed = None
     if pre.command in NEEDS_PROJECT:
@@ -89,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `forgather ... | head` closed our stdout: not an error of ours, and nothing more to print.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) 
     if ts.path:
         return load_tokenizer(ts)
     if train_sources is None:
-        train_sources = load_sources(spec.sources)
+        train_sources = load_sources(spec.sources, spec.resolved_cache_dir())
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train_sources), ts.vocab_size)
     if not path.is_file():
         texts = (t for s in train_sources for a in range(0, len(s), 1024) for t in s.texts(a, a + 1024))
@@ -44,10 +44,10 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) 
 
 def open_data(spec: DataSpec, progress: Progress | None = None, rebuild: bool = True) -> Data:
     """Load sources and tokenizer and set up the train/validation streams (caches build lazily)."""
-    train = load_sources(spec.sources)
+    train = load_sources(spec.sources, spec.resolved_cache_dir())
     val: list[DocSource] = []
     if spec.validation:
-        val = load_sources(spec.validation)
+        val = load_sources(spec.validation, spec.resolved_cache_dir())
     elif spec.validation_fraction > 0:
         train, val = split_validation(train, spec.validation_fraction)
     tok = get_tokenizer(spec, train)

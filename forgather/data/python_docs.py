@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import sys
 import sysconfig
@@ -56,8 +57,27 @@ def file_docstrings(path: Path) -> str:
     return "\n\n".join(parts)
 
 
-def documents(which: str, max_documents: int | None = None) -> list[str]:
-    """One document per module with docstrings, in sorted path order, at most max_documents."""
+def documents(which: str, max_documents: int | None = None, cache_root: Path | None = None) -> list[str]:
+    """One document per module with docstrings, in sorted path order, at most max_documents.
+
+    Parsing thousands of modules takes seconds, and every rank of every run needs the same list;
+    with `cache_root` the result is kept there as JSON keyed by the files' identity.
+    """
+    if cache_root is None:
+        return _parse_documents(which, max_documents)
+    key = hashlib.sha256(json.dumps(identity(which, max_documents), sort_keys=True).encode()).hexdigest()[:20]
+    cached = Path(cache_root) / "python_docs" / f"{which}-{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    docs = _parse_documents(which, max_documents)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # ranks may race; each renames a whole file
+    tmp.write_text(json.dumps(docs), encoding="utf-8")
+    tmp.replace(cached)
+    return docs
+
+
+def _parse_documents(which: str, max_documents: int | None) -> list[str]:
     docs: list[str] = []
     for path in python_files(which):
         text = file_docstrings(path)

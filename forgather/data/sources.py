@@ -86,12 +86,12 @@ def file_identity(files: list[str]) -> list[list]:
     return out
 
 
-def load_source(spec: SourceSpec) -> DocSource:
+def load_source(spec: SourceSpec, cache_root: Path | None = None) -> DocSource:
     """Load one source, drop empty/whitespace-only documents (counted) and check it is not empty."""
     kind = spec.resolved_kind()
     stats = SourceStats()
     if kind == "python_docs":
-        docs = python_docs.documents(spec.path, spec.max_samples)
+        docs = python_docs.documents(spec.path, spec.max_samples, cache_root)
         column, ident = pa.chunked_array([pa.array(docs, pa.large_string())]), python_docs.identity(spec.path, spec.max_samples)
     elif kind == "text":
         files = resolve_files(spec, kind)
@@ -288,9 +288,9 @@ def _load_hub(spec: SourceSpec):
         ) from None
 
 
-def load_sources(specs: list[SourceSpec]) -> list[DocSource]:
-    """Load every source in order."""
-    return [load_source(s) for s in specs]
+def load_sources(specs: list[SourceSpec], cache_root: Path | None = None) -> list[DocSource]:
+    """Load every source in order (derived corpora such as python docs are cached under cache_root)."""
+    return [load_source(s, cache_root) for s in specs]
 
 
 def split_validation(sources: list[DocSource], fraction: float) -> tuple[list[DocSource], list[DocSource]]:
