@@ -33,6 +33,7 @@ class TrainSection:
     """The optimisation loop: batch, schedule, budget, precision, cadence of logging and eval."""
 
     init_model: bool
+    init_from: str | None
     overwrite: bool
     batch_size: int
     grad_accum_steps: int
@@ -57,6 +58,7 @@ class TrainSection:
     activation_checkpointing: bool
     peak_flops: float | None
     divergence_factor: float
+    early_stopping_patience: int
     verbose_info: bool
 
 

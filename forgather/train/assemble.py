@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -13,6 +14,7 @@ from ..config import RunConfig
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
+from ..errors import ModelError
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
@@ -82,10 +84,26 @@ def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> 
                                          batch, spec.block_size, device)
 
 
+def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> None:
+    """Start from pretrained HF weights (a resumed checkpoint still takes precedence)."""
+    from ..models.hf import load_hf
+
+    loaded_spec, state = load_hf(directory)
+    mismatched = {k: (v, getattr(spec, k)) for k, v in loaded_spec.to_dict().items()
+                  if k not in ("max_position_embeddings", "init_std") and getattr(spec, k) != v}
+    if mismatched:
+        fields = ", ".join(f"{k}: weights {a!r} vs config {b!r}" for k, (a, b) in sorted(mismatched.items()))
+        raise ModelError(f"train.init_from {directory}: the weights do not fit model.arch ({fields}); point "
+                         "model.project/model.config at the imported model project")
+    model.load_state_dict(state)  # copies into the existing parameters, whatever device they are on
+
+
 def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer) -> nn.Module:
     """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
     seed_everything(config.seed)
     model = build_model(spec, config.model.attn_implementation, device=info.device)
+    if config.train.init_from:
+        load_initial_weights(model, spec, config.path(config.train.init_from))
     checkpointer.write_initial_model(model)
     train = config.train
     if train.activation_checkpointing:

@@ -161,6 +161,10 @@ class Trainer:
                 self.meter.add(self.tokens_per_step, data_wait)
                 self._check_divergence(loss)
                 self._after_step(loss, grad_norm)
+                if self._patience_exhausted():
+                    self.sink.message(f"early stopping at step {self.state.step}: no better eval loss in "
+                                      f"{self.state.evals_without_improvement} evaluations")
+                    break
             if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
                 self._save("final")
         finally:
@@ -201,6 +205,10 @@ class Trainer:
             else:
                 self.state.evals_without_improvement += 1
         return metrics
+
+    def _patience_exhausted(self) -> bool:
+        patience = self.train_cfg.early_stopping_patience
+        return patience > 0 and self.state.evals_without_improvement >= patience
 
     def _check_divergence(self, loss: float) -> None:
         """Stop on NaN/Inf, or on a loss far above its running average once past warmup."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -96,3 +97,20 @@ def test_loss_falls_and_tensorboard_has_the_scalars(project):
     tags = set(events.Tags()["scalars"])
     assert {"loss", "lr", "grad_norm", "tps", "data_wait(%)", "eval/loss", "eval/perplexity"} <= tags, tags
     assert [e.step for e in events.Scalars("loss")] == list(range(1, 31))
+
+
+def test_init_from_starts_from_the_given_weights_and_early_stopping_ends_the_run(project, tmp_path):
+    train(project, "--init-model", "--max-steps", "3", "--save-strategy", "steps")
+    weights = shutil.copytree(project / "output" / "checkpoints" / "step-000003", tmp_path / "weights")
+    first_fresh = losses(project)[1]
+    (project / "output" / "runs" / "metrics.jsonl").unlink()
+    set_in_project(project, "train", f"init_from: {weights}")
+    set_in_project(project, "train", "eval_every: 1")
+    set_in_project(project, "train", "learning_rate: 10.0")  # diverging steps never improve the eval loss
+    set_in_project(project, "train", "divergence_factor: 0")
+    set_in_project(project, "train", "early_stopping_patience: 2")
+    result = train(project, "--init-model", "--overwrite", "--max-steps", "50", "--save-strategy", "no")
+    got = losses(project)
+    assert got[1] < first_fresh - 0.05, (got[1], first_fresh)  # trained weights, not a fresh init
+    assert "early stopping at step 3" in result.stdout, result.stdout[-2000:]
+    assert max(got) == 3
