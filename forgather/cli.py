@@ -8,12 +8,12 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .commands import checkpoint, config_show, data, ls, model, tokenizer, train
+from .commands import checkpoint, config_show, data, logs, ls, model, tb, tokenizer, train
 from .commands.common import load_composed
 from .errors import UserError
 
-COMMANDS = [train, config_show, ls, checkpoint, model, data, tokenizer]
-NEEDS_PROJECT = {"train", "config", "data", "tokenizer"}
+COMMANDS = [train, config_show, ls, checkpoint, model, data, tokenizer, tb, logs]
+NEEDS_PROJECT = {"train", "config", "data", "tokenizer", "tb"}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -118,6 +118,9 @@ def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
 
     from_plain(ModelSpec, config.model.arch, origins, "model.arch").validate()
     from_plain(DataSpec, config.data, origins, "data")
+    if "batch_size" in config.data:  # one source of truth: the loader takes train.batch_size
+        raise ConfigError(f"{origins.get('data.batch_size', 'data')}: data.batch_size is not a setting here; "
+                          "set train.batch_size (sequences per rank per micro-step)")
     return config
 
 
