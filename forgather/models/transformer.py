@@ -56,6 +56,7 @@ class Attention(nn.Module):
         super().__init__()
         h, d = spec.hidden_size, spec.attn_head_dim
         self.head_dim = d
+        self.heads = (spec.num_heads, spec.num_kv_heads, spec.num_kv_heads)  # q, k, v
         self.q_proj = nn.Linear(h, spec.num_heads * d, bias=False)
         self.k_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
         self.v_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
@@ -66,9 +67,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, -1, self.head_dim)
-        k = self.k_proj(x).view(b, t, -1, self.head_dim)
-        v = self.v_proj(x).view(b, t, -1, self.head_dim)
+        # One matmul for q, k and v: the weights stay separate (HF's names), and concatenating them is
+        # cheap next to the matmul it saves, whose backward also needs one grad-input matmul, not three.
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        q, k, v = F.linear(x, w).view(b, t, -1, self.head_dim).split(self.heads, dim=2)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -86,7 +88,9 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(spec.intermediate_size, spec.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        # gate and up as one matmul, for the same reason as q/k/v in Attention.
+        gate, up = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight))).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -158,7 +162,7 @@ class Transformer(nn.Module):
         b, t = input_ids.shape
         if position_ids is None:
             position_ids = (positions_from_documents(document_ids) if document_ids is not None
-                            else torch.arange(t, device=input_ids.device).expand(b, t))
+                            else torch.arange(t, device=input_ids.device)[None])  # cos/sin broadcast over rows
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta, x.dtype)
         mask = build_attention_mask(document_ids, b, t, self.attn_implementation, input_ids.device)

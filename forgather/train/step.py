@@ -7,15 +7,43 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 IGNORE_INDEX = -100
 
 
+class _SummedCrossEntropy(torch.autograd.Function):
+    """Σ −log_softmax(logits)[label] over labelled rows; backward writes softmax − one-hot directly.
+
+    F.cross_entropy's backward fills an [N, V] zero tensor for nll_loss, scatters into it, and then
+    log_softmax_backward reads it back with the saved log-probabilities. Writing the gradient straight
+    from the saved fp32 log-probabilities skips that fill and a read of [N, V]. log_softmax(dtype=fp32)
+    also spares a separate fp32 copy of low-precision logits.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+        keep = labels != IGNORE_INDEX
+        target = labels.masked_fill(~keep, 0)
+        picked = logp.gather(1, target[:, None]).squeeze(1)
+        ctx.save_for_backward(logp, target, keep)
+        ctx.logits_dtype = logits.dtype
+        return -torch.where(keep, picked, 0.0).sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logp, target, keep = ctx.saved_tensors
+        weight = (grad * keep)[:, None]  # d loss / d logit = grad · (softmax − onehot) on labelled rows, 0 elsewhere
+        dlogits = logp.exp().mul_(weight).scatter_add_(1, target[:, None], -weight)
+        return dlogits.to(ctx.logits_dtype), None
+
+
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed next-token cross entropy over labelled positions, computed in fp32."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    return _SummedCrossEntropy.apply(logits.flatten(0, 1), labels.flatten())
 
 
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,271 @@
+"""Training-step benchmark: forgather's step vs Hugging Face LlamaForCausalLM on the same weights and tokens.
+
+Usage: python -m benchmarks.train_step_bench [--seqs 256 1024] [--steps 8] [--json out.json] [--profile]
+
+Contenders, alternated step by step in one process (A/B/C/A/B/C...), each with its own model copy
+(same initial weights) and its own AdamW (same settings), fed the same token blocks:
+  forgather         build_model + train_step + clip + AdamW.step, plain causal input (document_ids None)
+  hf                LlamaForCausalLM(attn_implementation="sdpa"): model(ids, labels=ids).loss.backward(); clip; step
+  forgather_packed  as forgather, but with the blocks' position_ids/document_ids (doc-masked attention;
+                    different work from HF, reported for information only)
+Peak RSS is measured per contender in its own subprocess (ru_maxrss: the kernel's high-water mark).
+Tokens come from the forgather data pipeline (the three corpus parquets, BPE tokenizer trained to vocab
+8192, cached under --cache-dir); only blocks holding >= 2 documents are used, so packing is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+CONTENDERS = ("forgather", "hf", "forgather_packed")
+SHAPE = dict(architecture="llama", vocab_size=8192, hidden_size=256, num_layers=6, num_heads=8, num_kv_heads=4,
+             intermediate_size=688, max_position_embeddings=2048)
+LR, BETAS, WEIGHT_DECAY, CLIP = 3e-4, (0.9, 0.95), 0.1, 1.0
+
+
+def load_blocks(corpus: Path, cache: Path, seq: int, count: int) -> dict[str, torch.Tensor]:
+    """`count` packed blocks of length `seq` holding >= 2 documents each, collated ([count, seq] tensors)."""
+    from forgather.data.collate import collate_blocks
+    from forgather.data.loader import open_data
+    from forgather.data.spec import DataSpec
+
+    spec = DataSpec.from_dict({
+        "sources": [{"path": str(p)} for p in sorted(corpus.glob("*.parquet"))],
+        "tokenizer": {"vocab_size": SHAPE["vocab_size"]}, "block_size": seq, "cache_dir": str(cache)})
+    data = open_data(spec)
+    if data.tokenizer.vocab_size > SHAPE["vocab_size"]:
+        raise SystemExit(f"tokenizer vocab {data.tokenizer.vocab_size} exceeds model vocab {SHAPE['vocab_size']}")
+    epoch = data.train.epoch(0)
+    picked = []
+    for k in range(epoch.num_blocks):
+        tokens, segments = epoch.block(k)
+        if len(segments) >= 2 and int(segments[:, 1].sum()) == seq:  # multi-document, no padding
+            picked.append((tokens, segments))
+            if len(picked) == count:
+                break
+    if len(picked) < count:
+        raise SystemExit(f"only {len(picked)} full multi-document blocks of {seq} tokens; lower --steps/--batch")
+    return collate_blocks(picked)
+
+
+def adamw(model: torch.nn.Module) -> torch.optim.AdamW:
+    """AdamW as forgather.train.optim.build_optimizer builds it on CPU (decay on matrices only, foreach)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=LR, betas=BETAS, foreach=True)
+
+
+def build_contender(name: str) -> tuple[torch.nn.Module, Callable[[dict[str, torch.Tensor]], float]]:
+    """(model, step(batch) -> loss) for one contender; every model starts from the same seed-0 weights."""
+    from forgather.models.spec import ModelSpec
+    from forgather.models.transformer import build_model
+    from forgather.train.step import IGNORE_INDEX, train_step
+
+    spec = ModelSpec(**SHAPE).validate()
+    torch.manual_seed(0)
+    ours = build_model(spec, "sdpa", device="cpu")
+    if name == "hf":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from forgather.models.hf import hf_config, to_hf_key
+
+        config = LlamaConfig(**hf_config(spec))
+        config._attn_implementation = "sdpa"
+        model = LlamaForCausalLM(config)
+        model.load_state_dict({to_hf_key(k): v for k, v in ours.state_dict().items()}, strict=True)
+        del ours
+    else:
+        model = ours
+    model.train()
+    opt = adamw(model)
+    params = [p for p in model.parameters()]
+
+    def finish() -> None:
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    if name == "hf":
+        def step(batch: dict[str, torch.Tensor]) -> float:
+            # HF shifts labels itself: labels=input_ids is the same next-token target as our shifted labels.
+            out = model(batch["input_ids"], labels=batch["input_ids"])
+            out.loss.backward()
+            finish()
+            return out.loss.item()
+    else:
+        packed = name == "forgather_packed"
+
+        def step(batch: dict[str, torch.Tensor]) -> float:
+            ids = batch["input_ids"]
+            if packed:
+                mb = batch
+            else:  # one causal sequence per row: targets are simply the next token, as HF's
+                labels = torch.roll(ids, -1, 1)
+                labels[:, -1] = IGNORE_INDEX
+                mb = {"input_ids": ids, "labels": labels}
+            loss, _ = train_step(model, [mb], world_size=1)
+            finish()
+            return loss.item()
+    return model, step
+
+
+def batches(blocks: dict[str, torch.Tensor], batch: int) -> list[dict[str, torch.Tensor]]:
+    """Split collated blocks into consecutive batches of `batch` rows."""
+    n = blocks["input_ids"].shape[0] // batch
+    return [{k: v[i * batch:(i + 1) * batch].contiguous() for k, v in blocks.items()} for i in range(n)]
+
+
+def time_interleaved(names: list[str], data: list[dict[str, torch.Tensor]], warmup: int) -> dict[str, dict]:
+    """Step every contender on batch i in turn (A/B/C/A/B/C...); per-step seconds after `warmup` steps."""
+    contenders = {n: build_contender(n)[1] for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    first_loss: dict[str, float] = {}
+    for i, batch in enumerate(data):
+        order = names if i % 2 == 0 else names[::-1]  # alternate who goes first too
+        for n in order:
+            t0 = time.perf_counter()
+            loss = contenders[n](batch)
+            dt = time.perf_counter() - t0
+            first_loss.setdefault(n, loss)
+            if i >= warmup:
+                times[n].append(dt)
+    tokens = data[0]["input_ids"].numel()
+    out = {}
+    for n in names:
+        tps = sorted(tokens / t for t in times[n])
+        out[n] = {"median_tokens_per_s": statistics.median(tps), "min_tokens_per_s": tps[0],
+                  "max_tokens_per_s": tps[-1], "median_step_s": statistics.median(times[n]),
+                  "timed_steps": len(times[n]), "first_step_loss": first_loss[n]}
+        if "hf" in times:  # per-round ratio: both steps ran back to back, so load drift mostly cancels
+            ratios = sorted(h / t for h, t in zip(times["hf"], times[n]))
+            out[n].update(paired_ratio_vs_hf=statistics.median(ratios), paired_ratio_min=ratios[0],
+                          paired_ratio_max=ratios[-1])
+    return out
+
+
+def rss_child(name: str, blocks_file: str, batch: int, steps: int) -> None:
+    """Subprocess body: build one contender, run `steps` steps, print JSON with peak RSS in MiB."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    data = batches(torch.load(blocks_file), batch)[:steps]
+    _, step = build_contender(name)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for b in data:
+        step(b)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"peak_rss_mib": peak, "setup_rss_mib": before}))
+
+
+def measure_rss(name: str, blocks_file: str, batch: int, steps: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.train_step_bench", "--rss-child", name, "--blocks-file", blocks_file,
+           "--batch", str(batch), "--steps", str(steps)]
+    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def profile(data: list[dict[str, torch.Tensor]], steps: int, rows: int) -> None:
+    """torch.profiler over `steps` forgather steps (after one warmup); top ops by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    _, step = build_contender("forgather")
+    step(data[0])
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for b in data[1:1 + steps]:
+            step(b)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seqs", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--tokens-per-step", type=int, default=8192, help="batch = tokens_per_step // seq")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per contender per setting")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    ap.add_argument("--corpus", type=Path, default=SHARED / "corpus")
+    ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "forgather_train_step_bench")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--no-rss", action="store_true", help="skip the per-contender RSS subprocesses")
+    ap.add_argument("--profile", action="store_true", help="profile forgather steps at the first seq instead")
+    ap.add_argument("--profile-rows", type=int, default=25)
+    ap.add_argument("--rss-child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    ap.add_argument("--blocks-file", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.rss_child:
+        rss_child(args.rss_child, args.blocks_file, args.batch, args.steps)
+        return
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    if args.profile:
+        seq = args.seqs[0]
+        batch = max(1, args.tokens_per_step // seq)
+        data = batches(load_blocks(args.corpus, args.cache_dir, seq, batch * 4), batch)
+        print(f"profiling forgather, seq {seq}, batch {batch}, {threads} threads")
+        profile(data, 3, args.profile_rows)
+        return
+
+    from forgather.models.spec import ModelSpec, parameter_counts
+
+    total, _ = parameter_counts(ModelSpec(**SHAPE))
+    meta = {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {threads} CPU cores, {torch.get_num_threads()} torch threads",
+            "model": {**SHAPE, "params": total, "dtype": "float32"},
+            "optimizer": {"lr": LR, "betas": BETAS, "weight_decay": WEIGHT_DECAY, "foreach": True, "clip": CLIP},
+            "tokens_per_step": args.tokens_per_step, "warmup": args.warmup, "timed_steps": args.steps,
+            "command": "python -m benchmarks.train_step_bench " + " ".join(sys.argv[1:])}
+    print(f"model: {SHAPE} ({total / 1e6:.2f}M params, fp32); AdamW lr={LR} betas={BETAS} wd={WEIGHT_DECAY} "
+          f"foreach, clip {CLIP}; {threads} threads; torch {torch.__version__}", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seq in args.seqs:
+            batch = max(1, args.tokens_per_step // seq)
+            blocks = load_blocks(args.corpus, args.cache_dir, seq, batch * (args.warmup + args.steps))
+            data = batches(blocks, batch)
+            docs = float((blocks["document_ids"].max(1).values + 1).float().mean())
+            timing = time_interleaved(args.contenders, data, args.warmup)
+            if not args.no_rss:
+                blocks_file = os.path.join(tmp, f"blocks{seq}.pt")
+                torch.save(blocks, blocks_file)
+                for n in args.contenders:
+                    timing[n].update(measure_rss(n, blocks_file, batch, args.warmup + 1))
+            results.append({"seq": seq, "batch": batch, "docs_per_block": docs, "contenders": timing})
+            print(f"seq {seq}: done ({docs:.1f} docs/block)", flush=True)
+
+    print(f"\n| seq × batch | contender | median tokens/s | min–max tokens/s | ratio of medians vs HF | "
+          f"median paired ratio vs HF (min–max) | peak RSS (MiB) | first loss |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        hf = r["contenders"].get("hf", {}).get("median_tokens_per_s")
+        for n, c in r["contenders"].items():
+            ratio = f"{c['median_tokens_per_s'] / hf:.2f}×" if hf else "–"
+            rss = f"{c['peak_rss_mib']:.0f}" if "peak_rss_mib" in c else "–"
+            paired = (f"{c['paired_ratio_vs_hf']:.2f}× ({c['paired_ratio_min']:.2f}–{c['paired_ratio_max']:.2f})"
+                      if "paired_ratio_vs_hf" in c else "–")
+            print(f"| {r['seq']} × {r['batch']} | {n} | {c['median_tokens_per_s']:,.0f} | "
+                  f"{c['min_tokens_per_s']:,.0f}–{c['max_tokens_per_s']:,.0f} | {ratio} | {paired} | {rss} | "
+                  f"{c['first_step_loss']:.4f} |")
+    if args.json:
+        args.json.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
