@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Iterator
@@ -37,6 +38,9 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) 
         train_sources = load_sources(spec.sources, spec.resolved_cache_dir())
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train_sources), ts.vocab_size)
     if not path.is_file():
+        # One-time work that takes a while on a big corpus: say what is happening and where it goes.
+        print(f"forgather: training a byte-level BPE tokenizer (vocab {ts.vocab_size}) on the training sources "
+              f"-> {path}", file=sys.stderr, flush=True)
         texts = (t for s in train_sources for a in range(0, len(s), 1024) for t in s.texts(a, a + 1024))
         train_tokenizer(texts, ts.vocab_size, path)
     return load_tokenizer(ts, str(path))

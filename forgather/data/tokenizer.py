@@ -182,3 +182,19 @@ def check_vocab(vocab_size: int, embedding_size: int) -> None:
     if vocab_size > embedding_size:
         raise DataError(f"tokenizer vocab ({vocab_size} ids) is larger than the model's embedding "
                         f"({embedding_size} rows); set model vocab_size >= {vocab_size} or use a smaller tokenizer")
+
+
+def save_tokenizer_files(tokenizer: Tokenizer, out_dir: str | Path) -> None:
+    """tokenizer.json plus a tokenizer_config.json, so a saved model dir is complete for HF AutoTokenizer too."""
+    import shutil
+
+    out = Path(out_dir)
+    shutil.copyfile(tokenizer.path, out / "tokenizer.json")
+    tok = tokenizer.tok
+
+    def name(token_id: int | None) -> str | None:
+        return None if token_id is None else tok.id_to_token(token_id)
+
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": name(tokenizer.bos_id),
+              "eos_token": name(tokenizer.eos_id), "pad_token": name(tokenizer.pad_id)}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

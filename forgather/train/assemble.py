@@ -41,9 +41,11 @@ def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
 
 def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
     """Open tokenizer and streams; each node's local rank 0 builds the caches before the others read them."""
+    from ..data.inspect import progress_printer
     from ..data.loader import open_data
 
-    data = open_data(spec) if reads_data and info.local_rank == 0 else None
+    # The progress bar only draws when a cache is being built (first run on this data and settings).
+    data = open_data(spec, progress_printer("data: tokenize+pack")) if reads_data and info.local_rank == 0 else None
     if data is not None and spec.mode == "cached":
         data.train.epoch(0)  # build the first epoch's cache while the other ranks wait
         if data.val is not None:
@@ -98,6 +100,11 @@ def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> 
     model.load_state_dict(state)  # copies into the existing parameters, whatever device they are on
 
 
+def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
+    """train.compile, or by default on for GPUs and off for CPU (where compile time outweighs the gain)."""
+    return config.train.compile if config.train.compile is not None else info.device.type == "cuda"
+
+
 def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer) -> nn.Module:
     """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
     seed_everything(config.seed)
@@ -108,13 +115,23 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     train = config.train
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
-    use_compile = train.compile if train.compile is not None else info.device.type == "cuda"
+    use_compile = compile_enabled(config, info)
     if use_compile:
         apply_compile(model)
     if config.dist.mode == "fsdp2" and info.world_size > 1:
         bf16 = info.device.type == "cuda" and train.precision != "fp32"
         return wrap_fsdp2(model, info, torch.bfloat16 if bf16 else None)
     return wrap_ddp(model, info)
+
+
+def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec) -> None:
+    """--verbose-info: model, data and parallelism details, once, from rank 0."""
+    from .describe import describe_data, describe_model, describe_parallelism
+
+    tokens_per_step = dspec.batch_size * dspec.block_size * config.train.grad_accum_steps * info.world_size
+    lines = [*describe_model(config, spec, dspec.block_size), *describe_data(data),
+             *describe_parallelism(config, info, tokens_per_step, compile_enabled(config, info))]
+    print("\n".join(lines), flush=True)
 
 
 def train(config: RunConfig, info: DistInfo) -> int:
@@ -131,8 +148,11 @@ def train(config: RunConfig, info: DistInfo) -> int:
         from ..data.tokenizer import check_vocab
 
         check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
+        checkpointer.tokenizer = data.tokenizer
     train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
     model = build_wrapped_model(config, spec, info, checkpointer)
+    if config.train.verbose_info and info.is_main:
+        print_run_description(config, spec, info, data, dspec)
 
     parts = Components(
         model=model,

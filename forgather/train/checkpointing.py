@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import checkpoint
 from ..config import RunConfig
+from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError
 from ..models.hf import load_hf, save_pretrained_hf
@@ -25,8 +26,17 @@ class RunCheckpointer:
         self.config = config
         self.spec = spec
         self.info = info
+        # Set once the data is open; saved beside the weights (rank 0, the writer, reads data in every mode).
+        self.tokenizer: Tokenizer | None = None
         self.root = config.run_dir / "checkpoints"
         self.config_text = dump_yaml(to_plain(config))
+
+    def write_model_dir(self, model_or_state: nn.Module | dict, out: Path) -> Path:
+        """HF-format weights + config.json, and the run's tokenizer: a directory generate/eval/transformers can use."""
+        save_pretrained_hf(model_or_state, self.spec, out)
+        if self.tokenizer is not None:
+            save_tokenizer_files(self.tokenizer, out)
+        return out
 
     def check_init_policy(self) -> None:
         """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed."""
@@ -43,14 +53,14 @@ class RunCheckpointer:
         """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model)."""
         if not self.config.train.init_model or not self.info.is_main:
             return None
-        return save_pretrained_hf(model, self.spec, self.config.run_dir / "initial_model")
+        return self.write_model_dir(model, self.config.run_dir / "initial_model")
 
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
              data_state: dict) -> Path:
         """Collective atomic save, then retention on rank 0."""
         path = checkpoint.save_checkpoint(
             self.root, step, model, optimizer, trainer_state=trainer_state, data_state=data_state,
-            config_text=self.config_text, write_model_files=lambda sd, out: save_pretrained_hf(sd, self.spec, out),
+            config_text=self.config_text, write_model_files=self.write_model_dir,
         )
         if self.info.is_main:
             cfg = self.config.checkpoint

@@ -1,0 +1,60 @@
+"""The run described in plain lines at start: model, data and parallelism (`--verbose-info`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import RunConfig
+from ..dist.setup import DistInfo
+from ..models.spec import ModelSpec, flops_per_token, parameter_counts
+
+
+def _count(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def describe_model(config: RunConfig, spec: ModelSpec, block_size: int) -> list[str]:
+    """Architecture, shape, parameter counts and FLOPs per token."""
+    total, non_embedding = parameter_counts(spec)
+    return [
+        f"model: {spec.architecture} from {config.model.project}/{config.model.config}, "
+        f"attention {config.model.attn_implementation}",
+        f"  layers {spec.num_layers}, hidden {spec.hidden_size}, heads {spec.num_heads} (kv {spec.num_kv_heads}, "
+        f"head_dim {spec.attn_head_dim}), mlp {spec.intermediate_size}, vocab {spec.vocab_size}, "
+        f"rope θ {spec.rope_theta:g}, tied embeddings {spec.tie_embeddings}, qk-norm {spec.qk_norm}",
+        f"  parameters {_count(total)} total, {_count(non_embedding)} non-embedding; "
+        f"{_count(flops_per_token(spec, block_size))} training FLOPs/token at {block_size} tokens",
+    ]
+
+
+def describe_data(data: Any) -> list[str]:
+    """Sources with their documents and draw shares, tokenizer, blocks and fill (rank 0's opened data)."""
+    if data is None:
+        return ["data: read by rank 0 and dispatched"]
+    spec, train = data.spec, data.train
+    total = max(1, sum(train.counts))
+    lines = [f"data: {spec.mode} mode, block {spec.block_size} tokens, pack window {spec.pack_window}, "
+             f"seed {spec.seed}, tokenizer {data.tokenizer.path} ({data.tokenizer.vocab_size} ids)"]
+    for source, n in zip(train.sources, train.counts):
+        lines.append(f"  train source {source.name}: {n:,} documents, draw share {n / total:.3f}")
+    if data.val is not None:
+        lines.append(f"  validation: {sum(data.val.counts):,} documents from {len(data.val.sources)} source(s)")
+    if spec.mode == "cached":
+        manifest = train.epoch(0).manifest
+        lines.append(f"  epoch 0: {manifest['num_blocks']:,} blocks, fill {100 * manifest['fill']:.2f}%")
+    return lines
+
+
+def describe_parallelism(config: RunConfig, info: DistInfo, tokens_per_step: int, use_compile: bool) -> list[str]:
+    """World, backend, device, mode and the batch arithmetic."""
+    train = config.train
+    return [
+        f"parallelism: {config.dist.mode} over {info.world_size} rank(s), backend {info.backend}, device "
+        f"{info.device.type}; compile {use_compile}, activation checkpointing {train.activation_checkpointing}, "
+        f"precision {train.precision}",
+        f"  batch {train.batch_size} sequences/rank × {train.grad_accum_steps} accumulation × {info.world_size} "
+        f"ranks = {tokens_per_step:,} tokens/step",
+    ]
