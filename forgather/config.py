@@ -24,6 +24,9 @@ class ModelSection:
 
     project: str
     config: str
+    preset: str | None  # a name in models.spec.PRESETS (checked when the shape is applied)
+    target_params: int | str | None
+    prefer_depth: bool
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
     arch: dict[str, Any]
 

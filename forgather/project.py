@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .flags import FlagSpec, flag_overrides, parse_flag_specs
+from .models.spec import SHAPE_FIELDS, parse_param_count, preset, shape_for_target_params
 from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
 from .yamlio import Origins
 
@@ -97,7 +98,16 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
     model_dir = (project_dir / str(model["project"])).resolve()
     if not model_dir.is_dir():
         raise ConfigError(f"{where}: model project '{model['project']}' is not a directory ({model_dir})")
-    name = str(model.get("config") or "")
+    shaped_by = next((k for k in ("preset", "target_params") if model.get(k)), None)
+    if shaped_by:
+        # The shape comes from the preset or target (apply_model_shape); base.yaml gives the architecture.
+        path = model_dir / "base.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{origins.get(f'model.{shaped_by}', where)}: model.{shaped_by} needs the model "
+                              f"project's base.yaml (its architecture settings), and {model_dir} has none")
+        name = "base"
+    else:
+        name = str(model.get("config") or "")
     if not name:
         raise ConfigError(f"{origins.get('model', 'model')}: model.config is empty; name a size such as 4M")
     path = model_dir / (name if name.endswith(".yaml") else name + ".yaml")
@@ -107,6 +117,9 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
         raise ConfigError(f"{origins.get('model.config', where)}: no model config '{name}' in {model_dir}{hint}; "
                           f"available: {available}")
     arch, arch_origins = compose(path, [model_dir])
+    if shaped_by:  # base.yaml's own shape (if any) yields to the preset/target; model.arch overrides still win
+        for field in SHAPE_FIELDS:
+            arch.pop(field, None)
     prefixed = {f"model.arch.{k}" if k else "model.arch": v for k, v in arch_origins.items()}
     overrides = model.get("arch") or {}
     override_origins = {k: v for k, v in origins.items() if k.startswith("model.arch.")}
@@ -115,10 +128,46 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
     deep_merge(model["arch"], origins, overrides, override_origins, "model.arch")
 
 
+def apply_model_shape(tree: dict, origins: Origins) -> None:
+    """model.preset or model.target_params: fill model.arch's shape fields, except those the config sets itself."""
+    model = tree.get("model")
+    if not isinstance(model, dict):
+        return
+    preset_name, target = model.get("preset"), model.get("target_params")
+    if not preset_name and not target:
+        return
+    if preset_name and target:
+        raise ConfigError(f"{origins.get('model.target_params', 'model')}: set model.preset or model.target_params, "
+                          "not both")
+    arch = model.setdefault("arch", {})
+    explicit = {f for f in SHAPE_FIELDS if f in arch}  # set by the project's model.arch overrides
+    try:
+        if preset_name:
+            shape, source = preset(str(preset_name), **_arch_choice(arch)), f"model.preset {preset_name}"
+        else:
+            count = parse_param_count(target)
+            shape = shape_for_target_params(arch.get("architecture", "llama"), count, int(arch.get("vocab_size", 32000)),
+                                            bool(model.get("prefer_depth")))
+            source = f"model.target_params {target}" + (" (prefer_depth)" if model.get("prefer_depth") else "")
+    except (ModelError, ValueError) as exc:
+        key = "model.preset" if preset_name else "model.target_params"
+        raise ConfigError(f"{origins.get(key, key)}: {key}: {exc}") from None
+    for field in SHAPE_FIELDS:
+        if field not in explicit:
+            arch[field] = getattr(shape, field)
+            origins[f"model.arch.{field}"] = source
+
+
+def _arch_choice(arch: dict) -> dict:
+    return {k: arch[k] for k in ("architecture", "vocab_size") if k in arch}
+
+
 def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     """Model project merged in, interpolation done: the final plain config and its origins."""
     tree, origins = composed.tree, composed.origins
     tree["project_dir"] = str(composed.project.dir)
     origins["project_dir"] = "project directory"
     merge_model_project(tree, origins, composed.project.dir)
-    return interpolate(tree, origins), origins
+    tree = interpolate(tree, origins)
+    apply_model_shape(tree, origins)  # after interpolation: a target's shape depends on the resolved vocab_size
+    return tree, origins

@@ -82,3 +82,36 @@ def test_named_config_under_configs_dir_is_selected(tiny_project):
     assert composed.tree["train"]["batch_size"] == 64 and composed.tree["name"] == "tiny"
     with pytest.raises(ConfigError, match="no config 'bigg'.*did you mean 'big'"):
         find_project(tiny_project, "bigg")
+
+
+def test_model_preset_gives_the_shape_on_the_model_projects_architecture(tiny_project):
+    config, origins = _resolve(tiny_project, ["--model-preset", "micro"])
+    from forgather.models.spec import PRESETS
+
+    for field, value in PRESETS["micro"].items():
+        assert config.model.arch[field] == value and origins[f"model.arch.{field}"] == "model.preset micro"
+    assert config.model.arch["architecture"] == "llama" and config.model.arch["vocab_size"] == 300
+
+
+def test_target_params_uses_the_resolved_vocab_and_model_arch_overrides_win(tiny_project):
+    from forgather.models.spec import ModelSpec, parameter_counts
+
+    text = (tiny_project / "project.yaml").read_text().replace(
+        "config: tiny", "config: tiny\n  arch: {vocab_size: '${data.tokenizer.vocab_size}', num_kv_heads: 2}")
+    (tiny_project / "project.yaml").write_text(text)
+    config, origins = _resolve(tiny_project, ["--target-params", "3M", "--prefer-depth"])
+    total, _ = parameter_counts(ModelSpec.from_dict(config.model.arch))
+    assert abs(total - 3_000_000) <= 0.05 * 3_000_000
+    assert config.model.arch["num_kv_heads"] == 2 and origins["model.arch.num_kv_heads"].endswith("project.yaml:6")
+    assert origins["model.arch.num_layers"] == "model.target_params 3M (prefer_depth)"
+    assert config.model.arch["hidden_size"] / config.model.arch["num_layers"] < 40  # deep and thin
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-preset", "nano", "--target-params", "3M"], "set model.preset or model.target_params, not both"),
+    (["--target-params", "lots"], "flag --target-params: model.target_params: 'lots' is not a parameter count"),
+    (["--target-params", "10"], "no llama shape with vocab_size=300 lands within 5% of 10 params"),
+])
+def test_bad_model_shape_requests_are_config_errors(tiny_project, argv, message):
+    with pytest.raises(ConfigError, match=message):
+        _resolve(tiny_project, argv)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UserError
-from ..models.spec import (ARCHITECTURES, PRESETS, ModelSpec, flops_per_token, parameter_counts, preset,
-                           shape_for_target_params)
+from ..models.spec import (ARCHITECTURES, PRESETS, ModelSpec, flops_per_token, parameter_counts, parse_param_count,
+                           preset, shape_for_target_params)
 from ..project import compose_project, find_project, merge_model_project
 from ..yamlio import dump_yaml
 from .common import resolve_config
@@ -25,16 +25,12 @@ EXAMPLES = """examples:
   forgather model import ~/hf/SmolLM2-135M --output projects/models/smollm2
 """
 
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-
-
 def parse_count(text: str) -> int:
     """'124M', '1.5B', '30000000', '30_000_000' or '3e7' as an int (argparse type)."""
-    cleaned = text.strip().replace("_", "").replace(",", "")
-    match = re.fullmatch(r"(\d+(?:\.\d*)?(?:e\d+)?)([kmbgt]?)", cleaned, flags=re.IGNORECASE)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a parameter count; write e.g. 124M, 1.5B or 30000000")
-    return round(float(match.group(1)) * _SCALE[match.group(2).lower()])
+    try:
+        return parse_param_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def human_count(n: float) -> str:

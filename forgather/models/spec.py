@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +178,23 @@ def preset(name: str, architecture: str = "llama", vocab_size: int = 32000, **ov
     if name not in PRESETS:
         raise ModelError(f"model preset {name!r} is unknown; use one of {', '.join(PRESETS)}")
     return ModelSpec(architecture=architecture, vocab_size=vocab_size, **{**PRESETS[name], **overrides}).validate()
+
+
+SHAPE_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")
+_COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+
+
+def parse_param_count(text: str | int) -> int:
+    """124M, 1.5B, 30000000, 30_000_000 or 3e7 as an int; ValueError for anything else."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError(f"{text} is not a positive parameter count")
+        return text
+    cleaned = str(text).strip().replace("_", "").replace(",", "")
+    match = re.fullmatch(r"(\d+(?:\.\d*)?(?:e\d+)?)([kmbgt]?)", cleaned, flags=re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a parameter count; write e.g. 124M, 1.5B or 30000000")
+    return round(float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()])
 
 
 def shape_for_target_params(
