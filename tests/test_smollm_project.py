@@ -68,3 +68,19 @@ def test_dry_run_is_torch_free_and_writes_the_config_it_names(tmp_path):
     assert command[-1] == str(tmp_path / "run" / "config.yaml")
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["name"] == "smollm_pretrain" and written["data"]["block_size"] == 4096
+
+
+def test_real_mix_config_resolves_offline_and_data_says_how_to_use_local_files(tmp_path):
+    result = run_cli("-c", "smollm_corpus", "config", "show", out_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    paths = [s["path"] for s in config["data"]["sources"]]
+    assert paths == ["hf://datasets/HuggingFaceTB/smollm-corpus/cosmopedia-v2/*.parquet",
+                     "hf://datasets/HuggingFaceTB/smollm-corpus/fineweb-edu-dedup/*.parquet"]
+    assert config["data"]["block_size"] == 4096 and config["train"]["max_tokens"] == 20_000_000_000
+    assert config["model"]["arch"]["vocab_size"] == 49152 and config["model"]["arch"]["num_layers"] == 19
+    # Without the hub (tests run with HF_HUB_OFFLINE=1) the data commands fail in one line that names the fix.
+    result = run_cli("-c", "smollm_corpus", "data", "show", out_dir=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    error = [l for l in result.stderr.splitlines() if l.startswith("forgather: error:")]
+    assert len(error) == 1 and "cosmopedia-v2" in error[0] and "point 'path' at them" in error[0]

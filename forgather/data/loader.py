@@ -13,10 +13,11 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from ..errors import DataError
 from .cache import Progress
 from .collate import collate_blocks, empty_block
+from .parquet_source import is_url
 from .sources import DocSource, load_sources, sources_digest, split_validation
 from .spec import DataSpec
 from .stream import BlockStream, EpochPacker
-from .tokenizer import Tokenizer, load_tokenizer, train_tokenizer, trained_path
+from .tokenizer import Tokenizer, fetch_tokenizer, load_tokenizer, train_tokenizer, trained_path
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Data:
 def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) -> Tokenizer:
     """spec.tokenizer.path loaded, or a BPE trained on the training sources (saved under the cache dir, reused)."""
     ts = spec.tokenizer
+    if ts.path and is_url(ts.path):
+        return load_tokenizer(ts, str(fetch_tokenizer(ts.path, spec.resolved_cache_dir())))
     if ts.path:
         return load_tokenizer(ts)
     if train_sources is None:
@@ -41,17 +44,34 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) 
         # One-time work that takes a while on a big corpus: say what is happening and where it goes.
         print(f"forgather: training a byte-level BPE tokenizer (vocab {ts.vocab_size}) on the training sources "
               f"-> {path}", file=sys.stderr, flush=True)
-        texts = (t for s in train_sources for a in range(0, len(s), 1024) for t in s.texts(a, a + 1024))
-        train_tokenizer(texts, ts.vocab_size, path)
+        train_tokenizer(tokenizer_sample(train_sources), ts.vocab_size, path)
     return load_tokenizer(ts, str(path))
+
+
+TOKENIZER_SAMPLE_CHARS = 400_000_000  # BPE merges settle long before this; it bounds time and memory on huge data
+
+
+def tokenizer_sample(sources: list[DocSource], budget: int = TOKENIZER_SAMPLE_CHARS) -> Iterator[str]:
+    """Documents to train a tokenizer on: all of a small corpus; on a big one, each source's leading documents
+    up to its share (∝ its document count) of `budget` characters."""
+    total = max(1, sum(len(s) for s in sources))
+    for source in sources:
+        allowance = budget * len(source) / total
+        for a in range(0, len(source), 1024):
+            for text in source.texts(a, a + 1024):
+                yield text
+                allowance -= len(text)
+            if allowance <= 0:
+                break
 
 
 def open_data(spec: DataSpec, progress: Progress | None = None, rebuild: bool = True) -> Data:
     """Load sources and tokenizer and set up the train/validation streams (caches build lazily)."""
-    train = load_sources(spec.sources, spec.resolved_cache_dir())
+    lazy = spec.mode == "streaming"  # parquet is then read by row group on demand, never loaded up front
+    train = load_sources(spec.sources, spec.resolved_cache_dir(), lazy)
     val: list[DocSource] = []
     if spec.validation:
-        val = load_sources(spec.validation, spec.resolved_cache_dir())
+        val = load_sources(spec.validation, spec.resolved_cache_dir(), lazy)
     elif spec.validation_fraction > 0:
         train, val = split_validation(train, spec.validation_fraction)
     tok = get_tokenizer(spec, train)

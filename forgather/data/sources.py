@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import python_docs
+from .parquet_source import ParquetSource, is_url, open_parquet_source
 from .spec import SourceSpec
 
 _FILE_EXT = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "text": (".txt", ".text", ".md")}
@@ -31,29 +31,28 @@ class SourceStats:
 
 @dataclass
 class DocSource:
-    """The non-empty documents of one source, as an arrow string column plus the indices kept."""
+    """The documents of one source, as an arrow string column (blank ones included: they tokenize to nothing).
+
+    Blank documents keep their place, so a source has the same length however it is read (here, or lazily
+    by ParquetSource, which cannot know blanks up front) and cached and streaming modes give one stream.
+    """
 
     name: str
     column: pa.ChunkedArray
-    keep: np.ndarray
     ident: dict
     stats: SourceStats = field(default_factory=SourceStats)
 
     def __len__(self) -> int:
-        return len(self.keep)
+        return len(self.column)
 
     def texts(self, start: int, stop: int) -> list[str]:
-        """Documents start..stop (in kept order) as Python strings."""
-        idx = self.keep[start:stop]
-        if len(idx) == 0:
-            return []
-        if idx[-1] - idx[0] == len(idx) - 1:  # contiguous: a zero-copy slice beats take()
-            return self.column.slice(int(idx[0]), len(idx)).to_pylist()
-        return self.column.take(pa.array(idx)).to_pylist()
+        """Documents start..stop as Python strings (a zero-copy slice of the column)."""
+        start, stop = max(0, start), min(stop, len(self.column))
+        return self.column.slice(start, max(0, stop - start)).to_pylist()
 
     def subset(self, start: int, stop: int, tag: str) -> "DocSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""
-        return DocSource(f"{self.name}{tag}", self.column, self.keep[start:stop],
+        return DocSource(f"{self.name}{tag}", self.column.slice(start, stop - start),
                          {**self.ident, "subset": [start, stop]}, self.stats)
 
     def identity(self) -> dict:
@@ -86,9 +85,15 @@ def file_identity(files: list[str]) -> list[list]:
     return out
 
 
-def load_source(spec: SourceSpec, cache_root: Path | None = None) -> DocSource:
-    """Load one source, drop empty/whitespace-only documents (counted) and check it is not empty."""
+def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = False) -> DocSource | ParquetSource:
+    """Load one source, drop empty/whitespace-only documents (counted) and check it is not empty.
+
+    Parquet is read lazily by row group when `lazy` (streaming mode) or when it is remote (a URL): then
+    nothing is loaded up front and blank documents are counted as they are read instead of dropped.
+    """
     kind = spec.resolved_kind()
+    if kind == "parquet" and (lazy or is_url(spec.path)):
+        return open_parquet_source(spec, cache_root)
     stats = SourceStats()
     if kind == "python_docs":
         docs = python_docs.documents(spec.path, spec.max_samples, cache_root)
@@ -103,27 +108,25 @@ def load_source(spec: SourceSpec, cache_root: Path | None = None) -> DocSource:
     if kind != "text":
         column = _decode_binary(column, stats)
     stats.total = len(column)
-    keep = _non_empty(column)
-    stats.skipped_empty = stats.total - len(keep)
+    stats.skipped_empty = stats.total - _count_non_blank(column)
     ident = {**ident, "split": spec.split, "text_column": spec.text_column, "max_samples": spec.max_samples}
-    if len(keep) == 0:
+    if stats.skipped_empty == stats.total:
         what = "has no documents" if stats.total == 0 else f"has only empty/whitespace documents ({stats.total})"
         raise DataError(f"source {spec.name!r} ({spec.path}, split {spec.split!r}) {what}; "
                         "check the path, split and text_column")
-    return DocSource(spec.name, column, keep, ident, stats)
+    return DocSource(spec.name, column, ident, stats)
 
 
 def _limit(column: pa.ChunkedArray, spec: SourceSpec) -> pa.ChunkedArray:
     return column.slice(0, spec.max_samples) if spec.max_samples is not None else column
 
 
-def _non_empty(column: pa.ChunkedArray) -> np.ndarray:
-    """Indices of documents with at least one non-whitespace character (nulls count as empty)."""
+def _count_non_blank(column: pa.ChunkedArray) -> int:
+    """Documents with at least one non-whitespace character (nulls count as blank)."""
     if len(column) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return 0
     trimmed = pc.utf8_trim_whitespace(column)
-    ok = pc.fill_null(pc.greater(pc.utf8_length(trimmed), 0), False)
-    return np.flatnonzero(ok.to_numpy(zero_copy_only=False)).astype(np.int64)
+    return int(pc.sum(pc.fill_null(pc.greater(pc.utf8_length(trimmed), 0), False)).as_py() or 0)
 
 
 def _decode_binary(column: pa.ChunkedArray, stats: SourceStats) -> pa.ChunkedArray:
@@ -179,7 +182,7 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
                     raise DataError(f"source {spec.name!r}: {spec.path} has splits {sorted(ds)}, not {base!r}")
                 ds = ds[base]
             if "[" in spec.split:
-                ds = ds.select(_split_range(spec.split, len(ds)))
+                ds = ds.select(split_range(spec.split, len(ds)))
             ident = {"kind": kind, "files": file_identity(sorted(str(f) for f in Path(spec.path).rglob("*") if f.is_file()))}
         elif kind == "hub":
             ds = _load_hub(spec)
@@ -236,7 +239,7 @@ def _all_empty(files: list[str], kind: str) -> bool:
     return True
 
 
-def _split_range(split: str, n: int) -> range:
+def split_range(split: str, n: int) -> range:
     """Indices of a virtual split like 'train[10:]' or 'train[:5%]' over n rows."""
     inner = split[split.index("[") + 1: split.rindex("]")]
     a, _, b = inner.partition(":")
@@ -288,9 +291,9 @@ def _load_hub(spec: SourceSpec):
         ) from None
 
 
-def load_sources(specs: list[SourceSpec], cache_root: Path | None = None) -> list[DocSource]:
+def load_sources(specs: list[SourceSpec], cache_root: Path | None = None, lazy: bool = False) -> list[DocSource]:
     """Load every source in order (derived corpora such as python docs are cached under cache_root)."""
-    return [load_source(s, cache_root) for s in specs]
+    return [load_source(s, cache_root, lazy) for s in specs]
 
 
 def split_validation(sources: list[DocSource], fraction: float) -> tuple[list[DocSource], list[DocSource]]:

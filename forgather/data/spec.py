@@ -41,6 +41,9 @@ class SourceSpec:
         ext = p.suffix.lower() if not any(c in self.path for c in "*?[") else Path(self.path.rstrip("*")).suffix.lower()
         if ext in _EXT_KIND:
             return _EXT_KIND[ext]
+        if "://" in self.path:
+            raise DataError(f"source {self.name!r}: cannot tell the format of {self.path}; end the URL with "
+                            "*.parquet, or set kind: parquet for a directory of parquet files")
         if p.is_dir():
             if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
                 return "arrow_dir"
@@ -119,7 +122,7 @@ class DataSpec:
         validation = [_source(s, base, f"data.validation[{i}]") for i, s in enumerate(d.pop("validation", None) or [])]
         tok = dict(d.pop("tokenizer", None) or {})
         _check_keys("data.tokenizer", tok, TokenizerSpec)
-        if tok.get("path"):
+        if tok.get("path") and "://" not in str(tok["path"]):
             tok["path"] = _resolve(tok["path"], base)
         if d.get("cache_dir"):
             d["cache_dir"] = _resolve(d["cache_dir"], base)
@@ -155,7 +158,8 @@ def _source(s: Any, base: Path | None, where: str) -> SourceSpec:
     _check_keys(where, s, SourceSpec)
     s.setdefault("name", Path(str(s["path"]).rstrip("/*")).stem or str(s["path"]))
     kind = s.get("kind")
-    local = kind not in ("hub", "python_docs") and s["path"] not in ("stdlib", "site-packages")
+    url = "://" in str(s["path"])  # fsspec URLs (hf://datasets/..., s3://...) are never project-relative
+    local = kind not in ("hub", "python_docs") and s["path"] not in ("stdlib", "site-packages") and not url
     if local and (kind is not None or Path(s["path"]).is_absolute() or s["path"].startswith((".", "~"))
                   or (base is not None and (base / s["path"]).exists())
                   or any(c in s["path"] for c in "*?[")):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import cache as cache_mod
-from .interleave import interleave_order
+from .interleave import InterleaveSchedule
 from .packing import Block, Packer
 from .sources import DocSource
 from .tokenizer import Tokenizer
@@ -19,11 +19,11 @@ from .tokenizer import Tokenizer
 TOKENIZE_BATCH = 256
 
 
-def doc_text_batches(sources: list[DocSource], labels: np.ndarray, local: np.ndarray, start: int,
+def doc_text_batches(sources: list[DocSource], order: InterleaveSchedule, start: int,
                      batch: int = TOKENIZE_BATCH) -> Iterator[list[str]]:
     """Texts of documents start.. in stream order, `batch` at a time (each source read as contiguous runs)."""
-    for a in range(start, len(labels), batch):
-        lab, loc = labels[a:a + batch], local[a:a + batch]
+    for a in range(start, len(order), batch):
+        lab, loc = order.slice(a, a + batch)
         out: list[str | None] = [None] * len(lab)
         for s in np.unique(lab):
             where = np.flatnonzero(lab == s)
@@ -64,7 +64,7 @@ class EpochPacker:
     def __init__(self, stream: "BlockStream", epoch: int, num_workers: int = 1, state: dict | None = None,
                  progress: cache_mod.Progress | None = None) -> None:
         self.stream, self.epoch = stream, epoch
-        self.labels, self.local = interleave_order(stream.counts, stream.seed, epoch)
+        self.order = InterleaveSchedule(stream.counts, stream.seed, epoch)
         self.packer = Packer(stream.block_size, stream.window, stream.tokenizer.pad_id)
         self.pos = 0  # documents handed to the packer so far (= the stream's global document ordinal)
         self.flushed = False
@@ -78,13 +78,13 @@ class EpochPacker:
         self._docs: Iterator[np.ndarray] | None = None
 
     def _doc_iter(self) -> Iterator[np.ndarray]:
-        texts = doc_text_batches(self.stream.sources, self.labels, self.local, self.pos)
+        texts = doc_text_batches(self.stream.sources, self.order, self.pos)
         for batch in tokenized_batches(self.stream.tokenizer, texts, self.num_workers):
             yield from batch
 
     def next_block(self) -> Block | None:
         """The next block of the epoch, or None when the epoch is exhausted."""
-        total = len(self.labels)
+        total = len(self.order)
         while not self.packer.ready:
             if self.pos >= total:
                 if self.flushed:
@@ -128,7 +128,8 @@ class BlockStream:
         self.num_workers = max(1, num_workers)
         self.progress = progress
         self.rebuild = rebuild
-        self.settings = {"block_size": block_size, "pack_window": window, "seed": seed}
+        # "order" names the interleaving scheme, so caches built by another scheme are never reused.
+        self.settings = {"block_size": block_size, "pack_window": window, "seed": seed, "order": "chunked-v1"}
         self.fingerprint = cache_mod.fingerprint([s.identity() for s in sources], tokenizer.settings(), self.settings)
         self._epochs: dict[int, cache_mod.CachedEpoch] = {}
         if mode == "cached" and self.cache_root is None:

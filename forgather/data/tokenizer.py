@@ -56,11 +56,14 @@ class Tokenizer:
         return self.eos_id if self.eos_id is not None else (self.bos_id if self.bos_id is not None else 0)
 
     def encode_docs(self, texts: list[str]) -> list[np.ndarray]:
-        """Token ids per document, with BOS/EOS added as configured (tokenizer's own post-processor off)."""
+        """Token ids per document, with BOS/EOS added as configured (tokenizer's own post-processor off).
+
+        A blank document is no document: it yields no tokens at all, not a lone BOS/EOS.
+        """
         encs = self.tok.encode_batch(texts, add_special_tokens=False)
         pre = [self.bos_id] if self.add_bos else []
         post = [self.eos_id] if self.add_eos else []
-        return [np.asarray(pre + e.ids + post, dtype=np.int32) for e in encs]
+        return [np.asarray(pre + e.ids + post if t.strip() else [], dtype=np.int32) for t, e in zip(texts, encs)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text for ids, special tokens kept visible."""
@@ -79,6 +82,27 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def fetch_tokenizer(url: str, cache_root: Path) -> Path:
+    """A remote tokenizer.json (hf://ORG/MODEL/tokenizer.json, https://...) copied once into the cache."""
+    import fsspec
+
+    target = cache_root / "tokenizers" / "remote" / hashlib.sha256(url.encode()).hexdigest()[:16] / "tokenizer.json"
+    if target.is_file():
+        return target
+    try:
+        with fsspec.open(url, "rb") as f:
+            data = f.read()
+    except Exception as exc:  # offline, no such repo or file, auth: the same fix for all of them
+        raise DataError(f"data.tokenizer.path {url}: cannot fetch it ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); download tokenizer.json and point "
+                        "data.tokenizer.path at the file") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target
 
 
 def load_tokenizer(spec: TokenizerSpec, path: str | None = None) -> Tokenizer:

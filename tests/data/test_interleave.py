@@ -59,3 +59,29 @@ def test_seeded_and_epochs_reshuffle():
     d, _ = interleave_order([50, 50], seed=2, epoch=0)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def test_chunked_schedule_reads_the_same_order_in_any_slices():
+    from forgather.data.interleave import InterleaveSchedule
+
+    counts = [37, 500, 91]
+    schedule = InterleaveSchedule(counts, seed=3, epoch=2, chunk=64)
+    labels, local = interleave_order(counts, seed=3, epoch=2, chunk=64)
+    for start, stop in ((0, 1), (63, 65), (100, 400), (600, 628), (0, 628)):
+        got = schedule.slice(start, stop)
+        np.testing.assert_array_equal(got[0], labels[start:stop])
+        np.testing.assert_array_equal(got[1], local[start:stop])
+    for s, c in enumerate(counts):  # chunking keeps every source's documents in order, each exactly once
+        np.testing.assert_array_equal(local[labels == s], np.arange(c))
+
+
+def test_small_chunks_still_draw_in_proportion_to_remaining():
+    # chunking is exact (a uniform permutation, chunk by chunk), so small chunks pass the same statistics
+    counts = [30, 70]
+    hits, expected = 0, []
+    for seed in range(2000):
+        labels, _ = interleave_order(counts, seed, chunk=16)
+        expected.append((counts[0] - (labels[:50] == 0).sum()) / (sum(counts) - 50))
+        hits += labels[50] == 0
+    exp = float(np.mean(expected))
+    assert abs(hits / 2000 - exp) < 4 * np.sqrt(exp * (1 - exp) / 2000)

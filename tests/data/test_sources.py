@@ -42,14 +42,22 @@ def test_jsonl_glob_text_dir_and_arrow_dir(tmp_path):
     import datasets
     datasets.Dataset.from_dict({"body": ["x y", " ", "z"]}).save_to_disk(str(tmp_path / "saved"))
     a = load_source(SourceSpec("a", str(tmp_path / "saved"), text_column="body"))
-    assert a.texts(0, 2) == ["x y", "z"] and a.stats.skipped_empty == 1
+    assert a.texts(0, 3) == ["x y", " ", "z"] and a.stats.skipped_empty == 1
 
 
 def test_empty_and_whitespace_documents_are_skipped_and_counted(tmp_path):
     pq.write_table(pa.table({"text": ["real text", "", "   \n\t ", "more text", "\u3000"]}), tmp_path / "d.parquet")
-    s = load_source(SourceSpec("d", str(tmp_path / "d.parquet")))
-    assert len(s) == 2 and s.stats.skipped_empty == 3 and s.stats.total == 5
-    assert s.texts(0, 2) == ["real text", "more text"]
+    for lazy in (False, True):  # read whole (cached mode) or by row group (streaming mode): the same documents
+        s = load_source(SourceSpec("d", str(tmp_path / "d.parquet")), lazy=lazy)
+        assert len(s) == 5 and s.stats.total == 5
+        texts = s.texts(0, 5)
+        assert texts[0] == "real text" and texts[3] == "more text" and s.stats.skipped_empty == 3
+    # blank documents keep their place but tokenize to nothing (no lone EOS)
+    from forgather.data.spec import TokenizerSpec
+    from forgather.data.tokenizer import train_tokenizer, load_tokenizer
+
+    tok = load_tokenizer(TokenizerSpec(), str(train_tokenizer(["real text more text"] * 50, 300, tmp_path / "t.json")))
+    assert [len(t) for t in tok.encode_docs(texts)][1:3] == [0, 0] and len(tok.encode_docs(texts)[0]) > 1
 
 
 def test_non_utf8_text_is_replaced_and_counted(tmp_path):

@@ -1,0 +1,205 @@
+"""Parquet documents read lazily, one row group at a time: local files, globs, or fsspec URLs such as
+hf://datasets/HuggingFaceTB/smollm-corpus/cosmopedia-v2/*.parquet.
+
+Nothing is converted or downloaded up front: only each file's footer is read (row counts per row
+group), so the source knows its length and can seek to any document in O(1) — the two things the
+interleaver (draws ∝ remaining documents) and resume (continue at document i) need. Documents are
+then read in order, one row group at a time. Blank documents cannot be filtered up front without
+reading everything, so they are counted as they are read and tokenize to nothing (see
+Tokenizer.encode_docs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from .spec import SourceSpec
+
+
+def is_url(path: str) -> bool:
+    """True for fsspec URLs (hf://, s3://, gs://, https://, memory://...)."""
+    return "://" in path
+
+
+def _filesystem(path: str):
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(path)[0]
+    except (ImportError, ValueError) as exc:
+        raise DataError(f"cannot open {path}: {exc}") from None
+
+
+def _list_files(spec: SourceSpec) -> tuple[Any, list[str]]:
+    """(filesystem, sorted parquet files) for a URL or local file/glob/dir."""
+    from .sources import resolve_files
+
+    if not is_url(spec.path):
+        return None, resolve_files(spec, "parquet")
+    fs = _filesystem(spec.path)
+    protocol = spec.path.split("://", 1)[0]
+    try:
+        if any(c in spec.path for c in "*?["):
+            found = fs.glob(spec.path)
+        elif fs.isdir(spec.path):
+            found = fs.glob(spec.path.rstrip("/") + "/**/*.parquet")
+        else:
+            found = [spec.path] if fs.exists(spec.path) else []
+    except Exception as exc:  # offline, no such repo, auth: the user needs the same advice for all of them
+        raise DataError(f"source {spec.name!r}: cannot list {spec.path} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); check the URL and the network, or "
+                        "download the files and point 'path' at them") from None
+    files = sorted(f if "://" in f else f"{protocol}://{f}" for f in found if str(f).endswith(".parquet"))
+    if not files:
+        raise DataError(f"source {spec.name!r}: no parquet files match {spec.path}")
+    return fs, files
+
+
+def _file_identity(fs: Any, path: str) -> list:
+    """What a file's content depends on: size plus mtime (local) or the remote's content hash/etag."""
+    if fs is None:
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    info = fs.info(path)
+    tag = next((str(info[k]) for k in ("blob_id", "sha256", "etag", "ETag", "mtime", "last_modified", "created")
+                if info.get(k)), "")
+    return [path, int(info.get("size") or 0), tag]
+
+
+def _open(fs: Any, path: str) -> pq.ParquetFile:
+    return pq.ParquetFile(path if fs is None else fs.open(path, "rb"))
+
+
+def _row_group_counts(spec: SourceSpec, fs: Any, files: list[str], identity: list, cache_root: Path | None
+                      ) -> list[list[int]]:
+    """Rows per row group of every file, from the footers (remembered under cache_root: remote footers are slow)."""
+    key = hashlib.sha256(json.dumps([identity, spec.text_column]).encode()).hexdigest()[:16]
+    cached = cache_root / "parquet_index" / f"{key}.json" if cache_root is not None else None
+    if cached is not None and cached.is_file():
+        return json.loads(cached.read_text())
+    counts = []
+    for path in files:
+        try:
+            meta = _open(fs, path)
+        except Exception as exc:
+            raise DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from None
+        names = meta.schema_arrow.names
+        if spec.text_column not in names:
+            raise DataError(f"source {spec.name!r}: {path} has no column {spec.text_column!r}; columns found: "
+                            f"{', '.join(names)}; set text_column")
+        counts.append([meta.metadata.row_group(g).num_rows for g in range(meta.metadata.num_row_groups)])
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(counts))
+        os.replace(tmp, cached)
+    return counts
+
+
+class ParquetSource:
+    """Documents lo..hi of the concatenated row groups of some parquet files, read on demand."""
+
+    def __init__(self, name: str, fs: Any, files: list[str], groups: list[tuple[int, int]], group_start: np.ndarray,
+                 column: str, lo: int, hi: int, ident: dict) -> None:
+        from .sources import SourceStats
+
+        self.name, self.fs, self.files, self.column = name, fs, files, column
+        self.groups, self.group_start = groups, group_start  # (file, row group) in order; first row of each
+        self.lo, self.hi, self.ident = lo, hi, ident
+        self.stats = SourceStats(total=hi - lo)
+        self._handles: dict[int, pq.ParquetFile] = {}
+        self._loaded: tuple[int, list[str]] | None = None
+        self._counted: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": {}, "_loaded": None}  # file handles don't cross processes
+
+    def _group_texts(self, g: int) -> list[str]:
+        if self._loaded is not None and self._loaded[0] == g:
+            return self._loaded[1]
+        f, rg = self.groups[g]
+        if f not in self._handles:
+            self._handles = {f: _open(self.fs, self.files[f])}  # reads are in order: one open file at a time
+        values = self._handles[f].read_row_group(rg, columns=[self.column]).column(0)
+        if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
+            texts = [self._decode(b) for b in values.to_pylist()]
+        else:
+            texts = ["" if t is None else t for t in values.to_pylist()]
+        if g not in self._counted:  # blanks (and nulls) tokenize to nothing; count each row group once
+            self._counted.add(g)
+            first = int(self.group_start[g])
+            self.stats.skipped_empty += sum(1 for i, t in enumerate(texts)
+                                            if self.lo <= first + i < self.hi and not t.strip())
+        self._loaded = (g, texts)
+        return texts
+
+    def _decode(self, raw: bytes | None) -> str:
+        if raw is None:
+            return ""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.stats.replaced_utf8 += 1
+            return raw.decode("utf-8", errors="replace")
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        """Documents start..stop (relative to this source) as Python strings."""
+        first, last = self.lo + start, min(self.lo + stop, self.hi)
+        out: list[str] = []
+        row = first
+        while row < last:
+            g = int(np.searchsorted(self.group_start, row, side="right")) - 1
+            texts = self._group_texts(g)
+            offset = row - int(self.group_start[g])
+            take = texts[offset:offset + (last - row)]
+            out.extend(take)
+            row += len(take)
+        return out
+
+    def subset(self, start: int, stop: int, tag: str) -> "ParquetSource":
+        """A view of documents start..stop, e.g. a held-out validation tail."""
+        return ParquetSource(f"{self.name}{tag}", self.fs, self.files, self.groups, self.group_start, self.column,
+                             self.lo + start, self.lo + stop, {**self.ident, "subset": [start, stop]})
+
+    def identity(self) -> dict:
+        """What this source's contents depend on, for cache fingerprints."""
+        return {"name": self.name, **self.ident}
+
+
+def open_parquet_source(spec: SourceSpec, cache_root: Path | None = None) -> ParquetSource:
+    """A lazily read parquet source for a local path/glob/dir or an fsspec URL; DataError on any problem."""
+    from .sources import split_range
+
+    fs, files = _list_files(spec)
+    identity = [_file_identity(fs, f) for f in files]
+    counts = _row_group_counts(spec, fs, files, identity, cache_root)
+    total = sum(sum(c) for c in counts)
+    base, _, _ = spec.split.partition("[")
+    if base != "train":
+        raise DataError(f"source {spec.name!r}: parquet files have one split, 'train' (optionally sliced, e.g. "
+                        f"'train[:1%]'), not {spec.split!r}")
+    rows = split_range(spec.split, total) if "[" in spec.split else range(total)
+    lo, hi = rows.start, rows.stop
+    if spec.max_samples is not None:
+        hi = min(hi, lo + spec.max_samples)
+    if hi <= lo:
+        raise DataError(f"source {spec.name!r} ({spec.path}, split {spec.split!r}) has no documents; "
+                        "check the path, split and text_column")
+    ident = {"kind": "parquet", "files": identity, "split": spec.split, "text_column": spec.text_column,
+             "max_samples": spec.max_samples}
+    groups = [(f, g) for f, per_file in enumerate(counts) for g in range(len(per_file))]
+    group_start = np.cumsum([0] + [n for per_file in counts for n in per_file])
+    return ParquetSource(spec.name, fs, files, groups, group_start, spec.text_column, lo, hi, ident)
