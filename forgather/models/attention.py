@@ -108,6 +108,42 @@ def build_attention_mask(
     return mask
 
 
+class KVCache:
+    """Keys and values of the tokens decoded so far, one (k, v) pair per layer, for incremental generation.
+
+    Each layer appends its new rotated keys and values and attends over everything cached; the model
+    reads `length` to give new tokens their positions. Growing by concatenation keeps it simple; a
+    sequence of a few thousand tokens costs a few copies of the cache, small next to the matmuls.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+
+    @property
+    def length(self) -> int:
+        """Tokens cached so far (the position of the next token)."""
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v [B, Hkv, T, D] to this layer's cache; returns the keys and values of all tokens so far."""
+        if self.keys[layer] is not None:
+            k = torch.cat((self.keys[layer], k), dim=2)
+            v = torch.cat((self.values[layer], v), dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+def cached_attention_mask(new_tokens: int, total: int, implementation: str, device: torch.device) -> AttentionMask:
+    """Mask for `new_tokens` queries appended after `total - new_tokens` cached ones: each sees the cache and
+    the new tokens up to itself. is_causal cannot express this (SDPA aligns it top-left when q is shorter
+    than k), so it is dense; eager keeps eager, every other backend decodes with SDPA."""
+    q = torch.arange(total - new_tokens, total, device=device).view(1, 1, new_tokens, 1)
+    kv = torch.arange(total, device=device).view(1, 1, 1, total)
+    return AttentionMask("eager" if implementation == "eager" else "sdpa", causal_only=False,
+                         dense=causal_mask_mod(None, None, q, kv))
+
+
 def _varlen_segments(document_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Cumulative segment starts over the flattened batch: a new segment at each row start or id change.
 

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgather.models.attention import AttentionMask, attend, build_attention_mask, check_attn_implementation
+from forgather.errors import ModelError
+from forgather.models.attention import (AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask,
+                                        check_attn_implementation)
 from forgather.models.init import init_transformer
 from forgather.models.spec import ModelSpec
 
@@ -52,9 +54,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class Attention(nn.Module):
     """Grouped-query attention with optional per-head QK-norm applied before RoPE (Qwen3, DeepOne)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, layer: int = 0):
         super().__init__()
         h, d = spec.hidden_size, spec.attn_head_dim
+        self.layer = layer  # which slot of a KVCache is ours
         self.head_dim = d
         self.heads = (spec.num_heads, spec.num_kv_heads, spec.num_kv_heads)  # q, k, v
         self.q_proj = nn.Linear(h, spec.num_heads * d, bias=False)
@@ -65,7 +68,8 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(d, spec.rms_norm_eps)
             self.k_norm = RMSNorm(d, spec.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
+                cache: KVCache | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         # One matmul for q, k and v: the weights stay separate (HF's names), and concatenating them is
         # cheap next to the matmul it saves, whose backward also needs one grad-input matmul, not three.
@@ -74,7 +78,10 @@ class Attention(nn.Module):
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        y = attend(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, mask)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        y = attend(q, k, v, mask)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -99,20 +106,21 @@ class Block(nn.Module):
     The norm names are HF's; in post-norm they sit after the residual add instead of before f.
     """
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, layer: int = 0):
         super().__init__()
-        self.self_attn = Attention(spec)
+        self.self_attn = Attention(spec, layer)
         self.mlp = MLP(spec)
         self.input_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
         self.post_norm = spec.post_norm
         self.alpha = spec.residual_alpha
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
+                cache: KVCache | None = None) -> torch.Tensor:
         if self.post_norm:
-            x = self.input_layernorm(self.alpha * x + self.self_attn(x, cos, sin, mask))
+            x = self.input_layernorm(self.alpha * x + self.self_attn(x, cos, sin, mask, cache))
             return self.post_attention_layernorm(self.alpha * x + self.mlp(x))
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -133,7 +141,7 @@ class Transformer(nn.Module):
         self.spec = spec.validate()
         self.attn_implementation = check_attn_implementation(attn_implementation)
         self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size)
-        self.layers = nn.ModuleList(Block(spec) for _ in range(spec.num_layers))
+        self.layers = nn.ModuleList(Block(spec, layer) for layer in range(spec.num_layers))
         # Post-norm blocks already end in a norm, so DeepOne has no final norm.
         self.norm = nn.Identity() if spec.post_norm else RMSNorm(spec.hidden_size, spec.rms_norm_eps)
         self.lm_head = nn.Linear(spec.hidden_size, spec.vocab_size, bias=False)
@@ -156,19 +164,33 @@ class Transformer(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, V]. document_ids [B, T] confine attention to each packed document;
-        position_ids default to 0..T-1, or restart per document when document_ids are given."""
+        position_ids default to 0..T-1, or restart per document when document_ids are given.
+
+        With a KVCache (generation), input_ids are the tokens after those already cached: they take
+        positions cache.length.. and attend over the cache, which they are appended to."""
         b, t = input_ids.shape
+        start = 0 if cache is None else cache.length
+        if cache is not None and document_ids is not None:
+            raise ModelError("a KVCache decodes one document per row; pass document_ids=None with cache")
         if position_ids is None:
             position_ids = (positions_from_documents(document_ids) if document_ids is not None
-                            else torch.arange(t, device=input_ids.device)[None])  # cos/sin broadcast over rows
+                            else torch.arange(start, start + t, device=input_ids.device)[None])  # cos/sin broadcast
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta, x.dtype)
-        mask = build_attention_mask(document_ids, b, t, self.attn_implementation, input_ids.device)
+        if cache is None:
+            mask = build_attention_mask(document_ids, b, t, self.attn_implementation, input_ids.device)
+        else:
+            mask = cached_attention_mask(t, start + t, self.attn_implementation, input_ids.device)
         for block in self.layers:
-            x = block(x, cos, sin, mask)
+            x = block(x, cos, sin, mask, cache)
         return self.lm_head(self.norm(x))
+
+    def new_cache(self) -> KVCache:
+        """An empty KVCache for this model's layers, for forward(..., cache=...)."""
+        return KVCache(len(self.layers))
 
 
 def build_model(
