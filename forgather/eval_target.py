@@ -125,8 +125,9 @@ def _trained_tokenizer(config: RunConfig) -> Path | None:
     from .data.tokenizer import trained_path
 
     spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
-    train = load_sources(spec.sources, spec.resolved_cache_dir())
-    if not spec.validation and spec.validation_fraction > 0:  # as open_data splits before get_tokenizer
+    # The sources exactly as open_data hands them to get_tokenizer: their identities key the file.
+    train = load_sources(spec.sources, spec.resolved_cache_dir(), lazy=spec.mode == "streaming")
+    if not spec.validation and spec.validation_fraction > 0:
         train, _ = split_validation(train, spec.validation_fraction)
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train), spec.tokenizer.vocab_size)
     return path if path.is_file() else None

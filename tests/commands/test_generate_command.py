@@ -92,3 +92,16 @@ def test_help_shows_an_example_without_importing_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "examples:" in result.stdout and "forgather generate --prompt" in result.stdout
     assert result.stdout.strip().endswith("TORCH_FREE"), result.stderr
+
+
+def test_a_model_dir_without_tokenizer_json_finds_the_bpe_its_run_trained(trained_run, tmp_path):
+    from forgather.eval_target import find_tokenizer_file, resolve_target
+
+    model = tmp_path / "run" / "initial_model"  # as saved before model dirs carried their tokenizer
+    model.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(trained_run / "output" / "initial_model" / name, model / name)
+    shutil.copy(trained_run / "output" / "config.yaml", tmp_path / "run" / "config.yaml")
+    found = find_tokenizer_file(resolve_target(str(model)))
+    assert found is not None and found.parent.name == "tokenizers"  # under the run's data cache
+    assert found.read_bytes() == (checkpoint_of(trained_run) / "tokenizer.json").read_bytes()
