@@ -143,4 +143,24 @@ def read_config(path: Path) -> RunConfig:
         raise ConfigError(f"{path}: resolved config not found; start runs with `forgather train`") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed resolved config: {exc}") from None
+    _fill_missing_defaults(tree)
     return from_plain(RunConfig, tree, {"": str(path)})
+
+
+def _fill_missing_defaults(tree: dict[str, Any]) -> None:
+    """Keys added to templates/base.yaml after a run's config was written take their default value, so the
+    checkpoints of older runs stay readable (generate, eval); keys the config does have are never touched."""
+    from .templates import TEMPLATES_DIR
+    from .yamlio import load_yaml
+
+    defaults, _ = load_yaml(TEMPLATES_DIR / "base.yaml")
+
+    def fill(target: dict, source: dict) -> None:
+        for key, value in source.items():
+            if key not in target:
+                if not (isinstance(value, str) and "${" in value):  # a reference has no meaning out of context
+                    target[key] = value
+            elif isinstance(value, dict) and isinstance(target[key], dict) and key != "arch":
+                fill(target[key], value)
+
+    fill(tree, {k: v for k, v in defaults.items() if k not in ("flags", "extends")})

@@ -60,7 +60,8 @@ def add_flags(parser: argparse.ArgumentParser, specs: list[FlagSpec]) -> None:
     group = parser.add_argument_group("project flags (declared in project.yaml `flags:`)")
     for spec in specs:
         dest = f"flag:{spec.name}"
-        help_text = f"{spec.help} [sets {spec.key}]".strip()
+        # argparse %-formats help text; a project's "30% faster" must print as written, not crash --help.
+        help_text = f"{spec.help} [sets {spec.key}]".strip().replace("%", "%%")
         common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
         if spec.action == "store_true":
             group.add_argument(*spec.options, action="store_true", **common)
@@ -69,7 +70,8 @@ def add_flags(parser: argparse.ArgumentParser, specs: list[FlagSpec]) -> None:
         elif spec.action == "negatable":
             group.add_argument(*spec.options, action=argparse.BooleanOptionalAction, **common)
         else:
-            group.add_argument(*spec.options, type=_TYPES[spec.type], choices=spec.choices, **common)
+            metavar = None if spec.choices else spec.name.upper().replace("-", "_")  # not the internal dest
+            group.add_argument(*spec.options, type=_TYPES[spec.type], choices=spec.choices, metavar=metavar, **common)
 
 
 def flag_overrides(args: argparse.Namespace, specs: list[FlagSpec]) -> list[tuple[FlagSpec, Any]]:

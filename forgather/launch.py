@@ -70,6 +70,16 @@ def visible_gpu_count(env: dict[str, str]) -> int:
         return 0
 
 
+def max_restarts(torchrun_args: list[str]) -> int:
+    """The --max-restarts (or --max_restarts) value among arguments passed through to torchrun, else 0."""
+    for i, arg in enumerate(torchrun_args):
+        name, eq, value = arg.partition("=")
+        if name in ("--max-restarts", "--max_restarts"):
+            value = value if eq else (torchrun_args[i + 1] if i + 1 < len(torchrun_args) else "0")
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 def torchrun_prefix() -> list[str]:
     """The torchrun beside this interpreter, else the same module via `python -m`."""
     candidate = Path(sys.executable).with_name("torchrun")
@@ -110,6 +120,11 @@ def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, 
         argv += ["--node-rank", str(args.node_rank)]
     argv += list(args.torchrun_args or [])
     argv += ["-m", ENTRY_MODULE, str(config_path)]
+    if max_restarts(args.torchrun_args or []) > 0 and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in environ:
+        # Restarted workers must not share the agent's store: it still holds the killed attempt's gloo/nccl
+        # addresses under the same keys, and the new ranks then connect to dead peers (refused or hung).
+        # Unshared, each attempt gets a fresh store on a fresh port.
+        plan.env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     plan.argv = argv
     return plan
 

@@ -46,9 +46,11 @@ def test_dry_run_prints_pasteable_torchrun_command_without_importing_torch(tiny_
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "TORCH_FREE"
-    command = shlex.split(lines[-2])
-    assert command[0] == "CUDA_VISIBLE_DEVICES=0,1"
-    assert Path(command[1]).name == "torchrun" or command[1:4] == [sys.executable, "-m", "torch.distributed.run"]
+    words = shlex.split(lines[-2])
+    env = [w for w in words if "=" in w and not w.startswith("-")]
+    command = words[len(env):]
+    assert env == ["CUDA_VISIBLE_DEVICES=0,1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"]  # the latter for restarts
+    assert Path(command[0]).name == "torchrun" or command[0:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert command[command.index("--nproc-per-node") + 1] == "2"
     assert command[-3:-1] == ["-m", "forgather.run"]
     assert "--max-restarts" in command and command[command.index("--max-restarts") + 1] == "3"

@@ -115,3 +115,18 @@ def test_target_params_uses_the_resolved_vocab_and_model_arch_overrides_win(tiny
 def test_bad_model_shape_requests_are_config_errors(tiny_project, argv, message):
     with pytest.raises(ConfigError, match=message):
         _resolve(tiny_project, argv)
+
+
+def test_an_older_runs_config_reads_with_defaults_for_keys_added_since(tiny_project, tmp_path):
+    import yaml
+
+    from forgather.config import read_config, to_plain, write_config
+
+    config, _ = _resolve(tiny_project, ["--batch-size", "3"])
+    write_config(config, tmp_path / "config.yaml")
+    tree = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del tree["model"]["preset"], tree["train"]["verbose_info"]  # as written before these keys existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tree))
+    old = read_config(tmp_path / "config.yaml")
+    assert old.model.preset is None and old.train.verbose_info is False
+    assert to_plain(old) == to_plain(config)  # everything the old file does say is kept

@@ -65,3 +65,12 @@ def test_passthrough_goes_before_the_entry_module_verbatim():
 def test_bad_launcher_input_is_a_user_error(argv, message):
     with pytest.raises(UserError, match=message):
         _plan(*argv)
+
+
+def test_restarts_give_each_attempt_a_fresh_rendezvous_store():
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in _plan().env
+    for passthrough in (["--max-restarts", "2"], ["--max_restarts=1"]):
+        assert _plan(passthrough=passthrough).env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in _plan(passthrough=["--max-restarts", "0"]).env
+    kept = _plan(passthrough=["--max-restarts", "2"], environ={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"})
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in kept.env  # the user's own choice stands

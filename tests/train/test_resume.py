@@ -119,3 +119,28 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits(project):
     step = int(stopped.group(1))
     assert (project / "output" / "checkpoints" / f"step-{step:06d}" / "manifest.json").is_file()
     assert f"training steps {step}→" in train(project, "--max-steps", str(step + 1), nproc=2).stdout
+
+
+def test_elastic_restart_after_kill_9_resumes_from_the_latest_checkpoint_and_finishes(project):
+    set_in_project(project, "train", "max_steps: 400")
+    train(project, "--init-model", "--max-steps", "40", "--save-strategy", "no", nproc=2)
+    straight = losses(project)
+    _fresh_metrics(project)
+    # --init-model --overwrite on the first attempt must not wipe what it saved when torchrun restarts it.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model",
+         "--overwrite", "--max-steps", "40", "--", "--max-restarts", "1"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    checkpoints = project / "output" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "step-000004").is_dir():
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(_rank_pids(proc.pid)[-1], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output[-3000:]  # the restarted workers finished the job
+    assert "worker restart 1 after a failure" in output
+    started = re.findall(r"training steps (\d+)→40", output)
+    assert len(started) == 2 and started[0] == "0" and int(started[1]) >= 4, output[-3000:]
+    resumed = losses(project)
+    assert {s: resumed[s] for s in straight} == straight
