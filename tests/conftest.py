@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+# huggingface_hub and datasets read these once, at import, and test modules import them at collection time,
+# before any fixture runs: set here, every test is offline (no retries against an unreachable hub).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches "
