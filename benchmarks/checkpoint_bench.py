@@ -1,4 +1,7 @@
-"""Checkpoint save and load time and bytes for the 124M Llama (weights + AdamW state), one process."""
+"""Checkpoint save and load time and bytes for the 124M Llama (weights + AdamW state), one process.
+
+Usage: python -m benchmarks.checkpoint_bench [--repeats N] [--json FILE]
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import spread, write_json
 from forgather.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from forgather.models.hf import load_hf, save_pretrained_hf
 from forgather.models.spec import ModelSpec, parameter_counts
@@ -28,6 +32,7 @@ def llama_124m() -> ModelSpec:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     spec = llama_124m()
     torch.manual_seed(0)
@@ -50,11 +55,13 @@ def main() -> None:
             load_checkpoint(latest, model, optimizer, read_model_files=lambda p: load_hf(p)[1])
             loads.append(time.perf_counter() - start)
     total, _ = parameter_counts(spec)
-    print(f"model: llama 124M ({total / 1e6:.1f}M params), fp32, AdamW; checkpoint {size / 2**20:,.0f} MiB")
+    print(f"model: llama 124M ({total / 1e6:.1f}M params), fp32, AdamW; checkpoint {size / 2**20:,.0f} MiB "
+          f"({size:,} bytes: weights, optimizer moments, RNG, state, manifest)")
     print("| operation | median (s) | min (s) | max (s) | MiB/s (median) |\n|---|---|---|---|---|")
     for name, times in (("save (atomic, sha256 manifest)", saves), ("find latest + verify + load", loads)):
         med = statistics.median(times)
         print(f"| {name} | {med:.2f} | {min(times):.2f} | {max(times):.2f} | {size / 2**20 / med:,.0f} |")
+    write_json(args.json, {"params": total, "bytes": size, "save_s": spread(saves), "load_s": spread(loads)})
 
 
 if __name__ == "__main__":

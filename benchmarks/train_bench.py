@@ -17,18 +17,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .common import write_json
+
 PROJECT = Path(__file__).resolve().parent / "projects" / "cpu_bench"
 CONFIGS = [(1, "ddp"), (2, "ddp"), (2, "fsdp2"), (2, "dispatch")]
 
 
 def run_once(nproc: int, mode: str, steps: int, out: Path) -> list[dict]:
     """One training run; returns its logged records after the first interval."""
-    env = {**os.environ, "FORGATHER_BENCH_OUT": str(out), "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
     # Per-rank batch halves with 2 ranks so every configuration trains the same global batch.
     batch = str(4 // nproc)
     subprocess.run(
         [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", str(nproc),
-         "--init-model", "--overwrite", "--dist-mode", mode, "--batch-size", batch, "--max-steps", str(steps)],
+         "--init-model", "--overwrite", "--dist-mode", mode, "--batch-size", batch, "--max-steps", str(steps),
+         "--output-dir", str(out)],
         cwd=PROJECT, env=env, check=True, capture_output=True, text=True,
     )
     records = [json.loads(line) for line in (out / "runs" / "metrics.jsonl").read_text().splitlines()]
@@ -56,8 +59,7 @@ def main() -> None:
                      "data_wait_median": statistics.median(wait), "intervals": len(tps)}
         print(f"| {nproc} | {mode} | {statistics.median(tps):,.0f} | {min(tps):,.0f} | {max(tps):,.0f} | "
               f"{statistics.median(wait):.2f} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    write_json(args.json, {"steps": args.steps, "repeats": args.repeats, "results": rows})
 
 
 if __name__ == "__main__":

@@ -1,25 +1,27 @@
 """Training-step benchmark: forgather's step vs Hugging Face LlamaForCausalLM on the same weights and tokens.
 
-Usage: python -m benchmarks.train_step_bench [--seqs 256 1024] [--steps 8] [--json out.json] [--profile]
+Usage: python -m benchmarks.train_step_bench [--seqs 256 1024] [--steps 20] [--json out.json] [--profile]
 
-Contenders, alternated step by step in one process (A/B/C/A/B/C...), each with its own model copy
-(same initial weights) and its own AdamW (same settings), fed the same token blocks:
+Each contender runs in its own worker process, as it would for a user: forgather's with the process setup
+`forgather train` does (forgather.run: allocator.keep_freed_memory), HF's as a plain script. The parent drives
+them in lockstep, one step each per round (A/B/C, then C/B/A, ...), so machine drift hits all alike; each
+worker has its own model copy (same initial weights), its own AdamW (same settings) and the same batches:
   forgather         build_model + train_step + clip + AdamW.step, plain causal input (document_ids None)
   hf                LlamaForCausalLM(attn_implementation="sdpa"): model(ids, labels=ids).loss.backward(); clip; step
   forgather_packed  as forgather, but with the blocks' position_ids/document_ids (doc-masked attention;
                     different work from HF, reported for information only)
-Peak RSS is measured per contender in its own subprocess (ru_maxrss: the kernel's high-water mark).
-Tokens come from the forgather data pipeline (the three corpus parquets, BPE tokenizer trained to vocab
-8192, cached under --cache-dir); only blocks holding >= 2 documents are used, so packing is real.
+  hf_tuned          hf in a process with forgather's allocator setting: separates what that process setting
+                    buys from what forgather's step itself does
+Peak RSS is each worker's high-water mark (ru_maxrss). Tokens come from the forgather data pipeline (the
+three corpus parquets, BPE tokenizer trained to vocab 8192, cached under --cache-dir); only blocks holding
+>= 2 documents are used, so packing is real.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -31,9 +33,12 @@ from typing import Callable
 
 import torch
 
+from .common import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-CONTENDERS = ("forgather", "hf", "forgather_packed")
+CONTENDERS = ("forgather", "hf", "forgather_packed", "hf_tuned")
+DEFAULT_CONTENDERS = CONTENDERS
 SHAPE = dict(architecture="llama", vocab_size=8192, hidden_size=256, num_layers=6, num_heads=8, num_kv_heads=4,
              intermediate_size=688, max_position_embeddings=2048)
 LR, BETAS, WEIGHT_DECAY, CLIP = 3e-4, (0.9, 0.95), 0.1, 1.0
@@ -81,7 +86,7 @@ def build_contender(name: str) -> tuple[torch.nn.Module, Callable[[dict[str, tor
     spec = ModelSpec(**SHAPE).validate()
     torch.manual_seed(0)
     ours = build_model(spec, "sdpa", device="cpu")
-    if name == "hf":
+    if name.startswith("hf"):
         from transformers import LlamaConfig, LlamaForCausalLM
 
         from forgather.models.hf import hf_config, to_hf_key
@@ -102,7 +107,7 @@ def build_contender(name: str) -> tuple[torch.nn.Module, Callable[[dict[str, tor
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    if name == "hf":
+    if name.startswith("hf"):
         def step(batch: dict[str, torch.Tensor]) -> float:
             # HF shifts labels itself: labels=input_ids is the same next-token target as our shifted labels.
             out = model(batch["input_ids"], labels=batch["input_ids"])
@@ -132,51 +137,75 @@ def batches(blocks: dict[str, torch.Tensor], batch: int) -> list[dict[str, torch
     return [{k: v[i * batch:(i + 1) * batch].contiguous() for k, v in blocks.items()} for i in range(n)]
 
 
-def time_interleaved(names: list[str], data: list[dict[str, torch.Tensor]], warmup: int) -> dict[str, dict]:
-    """Step every contender on batch i in turn (A/B/C/A/B/C...); per-step seconds after `warmup` steps."""
-    contenders = {n: build_contender(n)[1] for n in names}
+def worker(name: str, blocks_file: str, batch: int) -> None:
+    """Worker body: set the process up as its framework would, build the contender, then step on request.
+
+    Reads 'step I' lines on stdin (I: batch index) and answers each with one JSON line; 'quit' answers with
+    the peak RSS. forgather's worker does what forgather.run does first; HF's is a plain script.
+    """
+    if name in ("forgather", "forgather_packed", "hf_tuned"):
+        from forgather.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    torch.set_num_threads(os.cpu_count() or 1)
+    data = batches(torch.load(blocks_file), batch)
+    _, step = build_contender(name)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.startswith("quit"):
+            print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+            return
+        index = int(line.split()[1])
+        t0 = time.perf_counter()
+        loss = step(data[index])
+        print(json.dumps({"seconds": time.perf_counter() - t0, "loss": loss}), flush=True)
+
+
+class Worker:
+    """One contender's worker process, driven one step at a time."""
+
+    def __init__(self, name: str, blocks_file: str, batch: int) -> None:
+        cmd = [sys.executable, "-m", "benchmarks.train_step_bench", "--worker", name, "--blocks-file", blocks_file,
+               "--batch", str(batch)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"worker {name} failed to start")
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def finish(self) -> dict:
+        out = self.ask("quit")
+        self.proc.wait(timeout=60)
+        return out
+
+
+def time_lockstep(names: list[str], blocks_file: str, batch: int, num_batches: int, warmup: int) -> dict[str, dict]:
+    """Step every contender's worker on batch i in turn (order reversed every other round); per-step seconds
+    after `warmup` rounds, their medians, and the per-round ratios against hf."""
+    workers = {n: Worker(n, blocks_file, batch) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
     first_loss: dict[str, float] = {}
-    for i, batch in enumerate(data):
-        order = names if i % 2 == 0 else names[::-1]  # alternate who goes first too
-        for n in order:
-            t0 = time.perf_counter()
-            loss = contenders[n](batch)
-            dt = time.perf_counter() - t0
-            first_loss.setdefault(n, loss)
+    for i in range(num_batches):
+        for n in (names if i % 2 == 0 else names[::-1]):
+            reply = workers[n].ask(f"step {i}")
+            first_loss.setdefault(n, reply["loss"])
             if i >= warmup:
-                times[n].append(dt)
-    tokens = data[0]["input_ids"].numel()
+                times[n].append(reply["seconds"])
+    tokens = batch * int(torch.load(blocks_file)["input_ids"].shape[1])
     out = {}
     for n in names:
         tps = sorted(tokens / t for t in times[n])
         out[n] = {"median_tokens_per_s": statistics.median(tps), "min_tokens_per_s": tps[0],
                   "max_tokens_per_s": tps[-1], "median_step_s": statistics.median(times[n]),
-                  "timed_steps": len(times[n]), "first_step_loss": first_loss[n]}
+                  "timed_steps": len(times[n]), "first_step_loss": first_loss[n], **workers[n].finish()}
         if "hf" in times:  # per-round ratio: both steps ran back to back, so load drift mostly cancels
             ratios = sorted(h / t for h, t in zip(times["hf"], times[n]))
             out[n].update(paired_ratio_vs_hf=statistics.median(ratios), paired_ratio_min=ratios[0],
                           paired_ratio_max=ratios[-1])
     return out
-
-
-def rss_child(name: str, blocks_file: str, batch: int, steps: int) -> None:
-    """Subprocess body: build one contender, run `steps` steps, print JSON with peak RSS in MiB."""
-    torch.set_num_threads(os.cpu_count() or 1)
-    data = batches(torch.load(blocks_file), batch)[:steps]
-    _, step = build_contender(name)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for b in data:
-        step(b)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"peak_rss_mib": peak, "setup_rss_mib": before}))
-
-
-def measure_rss(name: str, blocks_file: str, batch: int, steps: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.train_step_bench", "--rss-child", name, "--blocks-file", blocks_file,
-           "--batch", str(batch), "--steps", str(steps)]
-    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def profile(data: list[dict[str, torch.Tensor]], steps: int, rows: int) -> None:
@@ -195,22 +224,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seqs", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--tokens-per-step", type=int, default=8192, help="batch = tokens_per_step // seq")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per contender per setting")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per contender per setting")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--contenders", nargs="+", default=list(DEFAULT_CONTENDERS), choices=CONTENDERS)
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "forgather_train_step_bench")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--no-rss", action="store_true", help="skip the per-contender RSS subprocesses")
     ap.add_argument("--profile", action="store_true", help="profile forgather steps at the first seq instead")
     ap.add_argument("--profile-rows", type=int, default=25)
-    ap.add_argument("--rss-child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     ap.add_argument("--blocks-file", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.rss_child:
-        rss_child(args.rss_child, args.blocks_file, args.batch, args.steps)
+    if args.worker:
+        worker(args.worker, args.blocks_file, args.batch)
         return
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -225,13 +253,6 @@ def main() -> None:
     from forgather.models.spec import ModelSpec, parameter_counts
 
     total, _ = parameter_counts(ModelSpec(**SHAPE))
-    meta = {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__, "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {threads} CPU cores, {torch.get_num_threads()} torch threads",
-            "model": {**SHAPE, "params": total, "dtype": "float32"},
-            "optimizer": {"lr": LR, "betas": BETAS, "weight_decay": WEIGHT_DECAY, "foreach": True, "clip": CLIP},
-            "tokens_per_step": args.tokens_per_step, "warmup": args.warmup, "timed_steps": args.steps,
-            "command": "python -m benchmarks.train_step_bench " + " ".join(sys.argv[1:])}
     print(f"model: {SHAPE} ({total / 1e6:.2f}M params, fp32); AdamW lr={LR} betas={BETAS} wd={WEIGHT_DECAY} "
           f"foreach, clip {CLIP}; {threads} threads; torch {torch.__version__}", flush=True)
     results = []
@@ -239,14 +260,10 @@ def main() -> None:
         for seq in args.seqs:
             batch = max(1, args.tokens_per_step // seq)
             blocks = load_blocks(args.corpus, args.cache_dir, seq, batch * (args.warmup + args.steps))
-            data = batches(blocks, batch)
+            blocks_file = os.path.join(tmp, f"blocks{seq}.pt")
+            torch.save(blocks, blocks_file)
             docs = float((blocks["document_ids"].max(1).values + 1).float().mean())
-            timing = time_interleaved(args.contenders, data, args.warmup)
-            if not args.no_rss:
-                blocks_file = os.path.join(tmp, f"blocks{seq}.pt")
-                torch.save(blocks, blocks_file)
-                for n in args.contenders:
-                    timing[n].update(measure_rss(n, blocks_file, batch, args.warmup + 1))
+            timing = time_lockstep(args.contenders, blocks_file, batch, args.warmup + args.steps, args.warmup)
             results.append({"seq": seq, "batch": batch, "docs_per_block": docs, "contenders": timing})
             print(f"seq {seq}: done ({docs:.1f} docs/block)", flush=True)
 
@@ -257,14 +274,21 @@ def main() -> None:
         hf = r["contenders"].get("hf", {}).get("median_tokens_per_s")
         for n, c in r["contenders"].items():
             ratio = f"{c['median_tokens_per_s'] / hf:.2f}×" if hf else "–"
-            rss = f"{c['peak_rss_mib']:.0f}" if "peak_rss_mib" in c else "–"
             paired = (f"{c['paired_ratio_vs_hf']:.2f}× ({c['paired_ratio_min']:.2f}–{c['paired_ratio_max']:.2f})"
                       if "paired_ratio_vs_hf" in c else "–")
             print(f"| {r['seq']} × {r['batch']} | {n} | {c['median_tokens_per_s']:,.0f} | "
-                  f"{c['min_tokens_per_s']:,.0f}–{c['max_tokens_per_s']:,.0f} | {ratio} | {paired} | {rss} | "
-                  f"{c['first_step_loss']:.4f} |")
-    if args.json:
-        args.json.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n", encoding="utf-8")
+                  f"{c['min_tokens_per_s']:,.0f}–{c['max_tokens_per_s']:,.0f} | {ratio} | {paired} | "
+                  f"{c['peak_rss_mib']:.0f} | {c['first_step_loss']:.4f} |")
+    if "hf" in args.contenders and "forgather" in args.contenders:
+        verdicts = [f"seq {r['seq']}: {r['contenders']['forgather']['paired_ratio_vs_hf']:.2f}×" for r in results]
+        goal = all(r["contenders"]["forgather"]["paired_ratio_vs_hf"] >= 1.2 for r in results)
+        print(f"\nGoal forgather >= 1.2× HF (median paired ratio): {'met' if goal else 'NOT met'} "
+              f"({', '.join(verdicts)}).")
+    write_json(args.json, {"model": {**SHAPE, "params": total, "dtype": "float32"},
+                           "transformers": __import__("transformers").__version__,
+                           "optimizer": {"lr": LR, "betas": BETAS, "weight_decay": WEIGHT_DECAY, "clip": CLIP},
+                           "tokens_per_step": args.tokens_per_step, "warmup": args.warmup,
+                           "timed_steps": args.steps, "results": results})
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def evaluate(model: Any, stream: Any, byte_lengths: np.ndarray, batch_size: int,
     import torch
 
     from .data.collate import collate_blocks
-    from .train.step import IGNORE_INDEX, all_reduce_sum, forward_logits, token_loss_sum
+    from .train.step import IGNORE_INDEX, all_reduce_sum, forward_loss
 
     device = next(model.parameters()).device
     table = torch.from_numpy(byte_lengths).to(device)
@@ -163,7 +163,7 @@ def evaluate(model: Any, stream: Any, byte_lengths: np.ndarray, batch_size: int,
             batch = {k: v.to(device) for k, v in collate_blocks(blocks).items()}
             labels = batch["labels"]
             targets = labels[labels != IGNORE_INDEX]
-            totals[0] += token_loss_sum(forward_logits(model, batch), labels).to(torch.float64)
+            totals[0] += forward_loss(model, batch).to(torch.float64)
             totals[1] += targets.numel()
             totals[2] += table[targets].sum()
             totals[3] += len(blocks)

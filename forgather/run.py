@@ -15,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
+    from .allocator import keep_freed_memory
     from .dist.setup import setup, teardown
+
+    keep_freed_memory()  # before the first big tensor: steps then reuse memory instead of page-faulting it in
 
     info = None
     try:

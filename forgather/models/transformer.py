@@ -17,6 +17,7 @@ from forgather.errors import ModelError
 from forgather.models.attention import (AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask,
                                         check_attn_implementation)
 from forgather.models.init import init_transformer
+from forgather.models.loss import head_cross_entropy_sum
 from forgather.models.spec import ModelSpec
 
 
@@ -165,12 +166,16 @@ class Transformer(nn.Module):
         position_ids: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, V]. document_ids [B, T] confine attention to each packed document;
         position_ids default to 0..T-1, or restart per document when document_ids are given.
 
         With a KVCache (generation), input_ids are the tokens after those already cached: they take
-        positions cache.length.. and attend over the cache, which they are appended to."""
+        positions cache.length.. and attend over the cache, which they are appended to.
+
+        With labels [B, T] (training, evaluation), returns instead the summed cross entropy of the labelled
+        positions, fp32: the head and the loss run chunk by chunk (loss.py), never making [B·T, V] logits."""
         b, t = input_ids.shape
         start = 0 if cache is None else cache.length
         if cache is not None and document_ids is not None:
@@ -186,6 +191,8 @@ class Transformer(nn.Module):
             mask = cached_attention_mask(t, start + t, self.attn_implementation, input_ids.device)
         for block in self.layers:
             x = block(x, cos, sin, mask, cache)
+        if labels is not None:
+            return head_cross_entropy_sum(self.norm(x), self.lm_head.weight, labels)
         return self.lm_head(self.norm(x))
 
     def new_cache(self) -> KVCache:

@@ -8,42 +8,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-IGNORE_INDEX = -100
-
-
-class _SummedCrossEntropy(torch.autograd.Function):
-    """Σ −log_softmax(logits)[label] over labelled rows; backward writes softmax − one-hot directly.
-
-    F.cross_entropy's backward fills an [N, V] zero tensor for nll_loss, scatters into it, and then
-    log_softmax_backward reads it back with the saved log-probabilities. Writing the gradient straight
-    from the saved fp32 log-probabilities skips that fill and a read of [N, V]. log_softmax(dtype=fp32)
-    also spares a separate fp32 copy of low-precision logits.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        keep = labels != IGNORE_INDEX
-        target = labels.masked_fill(~keep, 0)
-        picked = logp.gather(1, target[:, None]).squeeze(1)
-        ctx.save_for_backward(logp, target, keep)
-        ctx.logits_dtype = logits.dtype
-        return -torch.where(keep, picked, 0.0).sum()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logp, target, keep = ctx.saved_tensors
-        weight = (grad * keep)[:, None]  # d loss / d logit = grad · (softmax − onehot) on labelled rows, 0 elsewhere
-        dlogits = logp.exp().mul_(weight).scatter_add_(1, target[:, None], -weight)
-        return dlogits.to(ctx.logits_dtype), None
-
-
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross entropy over labelled positions, computed in fp32."""
-    return _SummedCrossEntropy.apply(logits.flatten(0, 1), labels.flatten())
+from ..models.loss import IGNORE_INDEX
 
 
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
@@ -71,9 +37,10 @@ def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
         yield
 
 
-def forward_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The model's logits for a packed batch."""
-    return model(batch["input_ids"], position_ids=batch.get("position_ids"), document_ids=batch.get("document_ids"))
+def forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed next-token cross entropy (fp32) of a packed batch's labelled positions."""
+    return model(batch["input_ids"], position_ids=batch.get("position_ids"), document_ids=batch.get("document_ids"),
+                 labels=batch["labels"])
 
 
 def train_step(
@@ -96,7 +63,7 @@ def train_step(
     for index, batch in enumerate(micro_batches):
         final = index == len(micro_batches) - 1
         with gradient_sync(model, final), (autocast or contextlib.nullcontext()):
-            summed = token_loss_sum(forward_logits(model, batch), batch["labels"])
+            summed = forward_loss(model, batch)
         (summed * scale).backward()
         loss_sum += summed.detach().to(torch.float64)
     return all_reduce_sum(loss_sum) / global_tokens, global_tokens
@@ -109,7 +76,7 @@ def eval_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]], autocast
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     for batch in batches:
         with autocast or contextlib.nullcontext():
-            totals[0] += token_loss_sum(forward_logits(model, batch), batch["labels"]).to(torch.float64)
+            totals[0] += forward_loss(model, batch).to(torch.float64)
         totals[1] += (batch["labels"] != IGNORE_INDEX).sum()
     all_reduce_sum(totals)
     return (totals[0] / totals[1].clamp_min(1)).item(), int(totals[1].item())

@@ -5,19 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from forgather.models.loss import head_cross_entropy_sum
 from forgather.train.step import IGNORE_INDEX, train_step
 
 
 class TinyLM(nn.Module):
-    """Embedding + linear head: enough to check how losses and gradients are combined."""
+    """Embedding + linear head, with the Transformer's labels → summed loss interface."""
 
     def __init__(self, vocab: int = 17, width: int = 8) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
-        self.head = nn.Linear(width, vocab)
+        self.head = nn.Linear(width, vocab, bias=False)
 
-    def forward(self, input_ids, position_ids=None, document_ids=None):
-        return self.head(torch.tanh(self.embed(input_ids)))
+    def forward(self, input_ids, position_ids=None, document_ids=None, labels=None):
+        hidden = torch.tanh(self.embed(input_ids))
+        return self.head(hidden) if labels is None else head_cross_entropy_sum(hidden, self.head.weight, labels)
 
 
 def _batch(seed: int, rows: int, length: int = 12) -> dict[str, torch.Tensor]:
