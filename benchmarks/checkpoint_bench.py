@@ -56,7 +56,7 @@ def main() -> None:
             loads.append(time.perf_counter() - start)
     total, _ = parameter_counts(spec)
     print(f"model: llama 124M ({total / 1e6:.1f}M params), fp32, AdamW; checkpoint {size / 2**20:,.0f} MiB "
-          f"({size:,} bytes: weights, optimizer moments, RNG, state, manifest)")
+          f"({size:,} bytes: weights, optimizer moments, RNG, state, manifest); {args.repeats} saves and loads\n")
     print("| operation | median (s) | min (s) | max (s) | MiB/s (median) |\n|---|---|---|---|---|")
     for name, times in (("save (atomic, sha256 manifest)", saves), ("find latest + verify + load", loads)):
         med = statistics.median(times)

@@ -72,11 +72,12 @@ def main() -> None:
             print(" ".join(["python -m", module, *extra, "--json", f"benchmarks/results/{name}.json"]))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Benchmarks\n"
     for name in names:
         print(f"running {name} ...", flush=True)
-        text = replace_section(text, name, run_one(name))
-        REPORT.write_text(text, encoding="utf-8")  # after each: a later failure keeps what finished
+        body = run_one(name)
+        # Read just before writing: prose edited while a benchmark ran is kept; a later failure keeps this one.
+        text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Benchmarks\n"
+        REPORT.write_text(replace_section(text, name, body), encoding="utf-8")
     print(f"updated {REPORT.relative_to(REPO)} and {RESULTS.relative_to(REPO)}/")
 
 

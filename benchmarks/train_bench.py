@@ -51,6 +51,9 @@ def main() -> None:
                 out = Path(tmp) / f"{nproc}-{mode}-{repeat}"
                 samples[f"{nproc}x{mode}"] += run_once(nproc, mode, args.steps, out)
     rows = {}
+    print(f"cpu_bench project: llama 4M shape with the SmolLM2 vocabulary (49,152), block 1024, global batch 4 "
+          f"blocks (4 per rank on 1 process, 2 per rank on 2), {args.steps} steps × {args.repeats} runs per "
+          f"configuration, interleaved; medians over logged 5-step intervals after the first.\n")
     print("| processes | mode | tokens/s (median) | min | max | data wait % (median) |\n|---|---|---|---|---|---|")
     for (nproc, mode), key in zip(CONFIGS, samples):
         tps = [r["tps"] for r in samples[key]]

@@ -265,7 +265,7 @@ def main() -> None:
             docs = float((blocks["document_ids"].max(1).values + 1).float().mean())
             timing = time_lockstep(args.contenders, blocks_file, batch, args.warmup + args.steps, args.warmup)
             results.append({"seq": seq, "batch": batch, "docs_per_block": docs, "contenders": timing})
-            print(f"seq {seq}: done ({docs:.1f} docs/block)", flush=True)
+            print(f"seq {seq}: done ({docs:.1f} docs/block)", file=sys.stderr, flush=True)
 
     print(f"\n| seq × batch | contender | median tokens/s | min–max tokens/s | ratio of medians vs HF | "
           f"median paired ratio vs HF (min–max) | peak RSS (MiB) | first loss |")

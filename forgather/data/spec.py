@@ -87,6 +87,7 @@ class DataSpec:
     cache_dir: str | None = None
     num_workers: int = 0
     batch_size: int = 1
+    max_samples: int | None = None  # at most this many documents from each training source
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -101,6 +102,11 @@ class DataSpec:
             raise DataError(f"data.validation_fraction must be in [0, 1), not {self.validation_fraction}")
         if self.batch_size < 1:
             raise DataError(f"data.batch_size must be at least 1, not {self.batch_size}")
+        if self.max_samples is not None:
+            if self.max_samples < 1:
+                raise DataError(f"data.max_samples must be at least 1, not {self.max_samples}")
+            for source in self.sources:  # a source's own, smaller cap stands
+                source.max_samples = min(self.max_samples, source.max_samples or self.max_samples)
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise DataError(f"data.sources have duplicate names: {names}")

@@ -53,3 +53,12 @@ def test_unknown_extension_and_missing_path(tmp_path):
         SourceSpec("x", str(f)).resolved_kind()
     with pytest.raises(DataError, match="does not exist"):
         SourceSpec("x", str(tmp_path / "nope")).resolved_kind()
+
+
+def test_data_max_samples_caps_every_training_source_keeping_smaller_own_caps(tmp_path):
+    spec = DataSpec.from_dict({"sources": [{"name": "a", "path": "stdlib"},
+                                           {"name": "b", "path": "site-packages", "max_samples": 5}],
+                               "max_samples": 20})
+    assert [s.max_samples for s in spec.sources] == [20, 5]
+    with pytest.raises(DataError, match="data.max_samples must be at least 1"):
+        DataSpec.from_dict({"sources": [{"path": "stdlib"}], "max_samples": 0})
