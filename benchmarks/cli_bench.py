@@ -43,7 +43,7 @@ def main() -> None:
             "forgather model show": [*cli, "model", "show"],
         }
         results = {label: spread(time_command(argv, args.repeats)) for label, argv in runs.items()}
-    print(f"| command | median (s) | min (s) | max (s) | runs |\n|---|---|---|---|---|")
+    print("| command | median (s) | min (s) | max (s) | runs |\n|---|---|---|---|---|")
     for label, r in results.items():
         print(f"| {label} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | {r['n']} |")
     dry = results["forgather train --dry-run"]["median"]

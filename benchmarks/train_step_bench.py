@@ -267,8 +267,8 @@ def main() -> None:
             results.append({"seq": seq, "batch": batch, "docs_per_block": docs, "contenders": timing})
             print(f"seq {seq}: done ({docs:.1f} docs/block)", file=sys.stderr, flush=True)
 
-    print(f"\n| seq × batch | contender | median tokens/s | min–max tokens/s | ratio of medians vs HF | "
-          f"median paired ratio vs HF (min–max) | peak RSS (MiB) | first loss |")
+    print("\n| seq × batch | contender | median tokens/s | min–max tokens/s | ratio of medians vs HF | "
+          "median paired ratio vs HF (min–max) | peak RSS (MiB) | first loss |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         hf = r["contenders"].get("hf", {}).get("median_tokens_per_s")

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import DataError, UserError
+from .errors import DataError
 
 SPLITS = ("validation", "test", "train")
 DEFAULT_BLOCK_SIZE = 2048  # --data without a run config: block size when the model allows as much
@@ -261,21 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     as_json = args.pop("json")
     options = EvalOptions(**args)
     from .config import DistSection
-    from .dist.setup import setup, teardown
+    from .dist.setup import run_rank
 
-    info = None
-    try:
-        info = setup(DistSection(mode="ddp", backend="auto", accelerator=options.accelerator))
+    def eval_rank(info) -> int:
         results = run_eval(options, info.rank, info.world_size, info.local_rank, info.device)
         if info.is_main:
             print(format_results(results, as_json), flush=True)
         return 0
-    except UserError as exc:
-        where = f"[rank {info.rank}] " if info is not None else ""
-        print(f"forgather eval: {where}error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    finally:
-        teardown()
+
+    return run_rank("forgather eval", DistSection(mode="ddp", backend="auto", accelerator=options.accelerator),
+                    eval_rank)
 
 
 if __name__ == "__main__":

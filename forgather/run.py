@@ -16,25 +16,23 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
     from .allocator import keep_freed_memory
-    from .dist.setup import setup, teardown
+    from .dist.setup import run_rank
 
     keep_freed_memory()  # before the first big tensor: steps then reuse memory instead of page-faulting it in
-
-    info = None
     try:
         config = read_config(Path(argv[0]))
-        info = setup(config.dist)
+    except UserError as exc:
+        print(f"forgather.run: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+    def train_rank(info) -> int:
         print(f"forgather.run: rank {info.rank}/{info.world_size} local_rank {info.local_rank} "
               f"device {info.device} backend {info.backend} project {config.name}", flush=True)
         from .train.assemble import train
 
         return train(config, info)
-    except UserError as exc:
-        rank = f"[rank {info.rank}] " if info is not None else ""
-        print(f"forgather.run: {rank}error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    finally:
-        teardown()
+
+    return run_rank("forgather.run", config.dist, train_rank)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
 from ..config import RunConfig, build_config
 from ..flags import add_flags
@@ -28,3 +29,27 @@ def resolve_config(composed: ComposedConfig, args: argparse.Namespace) -> tuple[
     apply_flags(composed, args)
     tree, origins = resolve(composed)
     return build_config(tree, origins), origins
+
+
+def checked_number(kind: Callable[[str], Any], test: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
+    """An argparse type that also checks a range, so a bad value is a one-line usage error before torch loads."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text} {rule}")
+        return value
+
+    return parse
+
+
+positive_int = checked_number(int, lambda v: v >= 1, "must be at least 1")
+
+
+def add_target_argument(parser: argparse.ArgumentParser) -> None:
+    """The CHECKPOINT_OR_PROJECT positional of generate and eval."""
+    parser.add_argument("target", nargs="?", metavar="CHECKPOINT_OR_PROJECT",
+                        help="checkpoint, model dir, run dir or project dir (default: the project at -p or the cwd)")

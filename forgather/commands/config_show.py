@@ -9,7 +9,7 @@ import yaml
 
 from ..typed import to_plain
 from ..yamlio import Origins, dump_yaml, join_key
-from .common import add_project_flags, load_composed, resolve_config
+from .common import add_project_flags, resolve_config
 
 
 def register(subparsers: Any, composed: Any) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UserError
+from .common import add_target_argument, positive_int
 
 EXAMPLES = """examples:
   forgather eval                                       latest checkpoint of the project in the cwd, validation data
@@ -30,33 +31,22 @@ N x --batch-size blocks of the stream, whatever the number of ranks.
 """
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
 def register(subparsers: Any, composed: Any) -> None:
     parser = subparsers.add_parser(
         "eval", help="loss, perplexity and bits per byte of a checkpoint", epilog=EXAMPLES,
         description="Evaluate a checkpoint or model on the run's validation/train data or on a file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", nargs="?", metavar="CHECKPOINT_OR_PROJECT",
-                        help="checkpoint, model dir, run dir or project dir (default: the project at -p or the cwd)")
+    add_target_argument(parser)
     parser.add_argument("--split", choices=["validation", "test", "train"], default="validation",
                         help="which data (default validation; test needs --data, see below)")
     parser.add_argument("--data", metavar="FILE", help="evaluate this file's documents instead (.parquet/.jsonl/.txt)")
-    parser.add_argument("--max-batches", type=_positive, metavar="N", help="stop after N batches (default: all)")
-    parser.add_argument("--batch-size", type=_positive, metavar="B",
+    parser.add_argument("--max-batches", type=positive_int, metavar="N", help="stop after N batches (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="B",
                         help="blocks per forward on each rank (default: the run's train.batch_size, else 4)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or its directory) to use instead")
-    parser.add_argument("--nproc-per-node", type=_positive, default=1, metavar="N",
+    parser.add_argument("--nproc-per-node", type=positive_int, default=1, metavar="N",
                         help="ranks on this machine; N > 1 runs under torchrun (default 1, in this process)")
     parser.add_argument("--no-accelerator", action="store_true", help="run on CPU (gloo) even where GPUs exist")
     parser.set_defaults(handler=run)

@@ -6,9 +6,10 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
+from .common import add_target_argument, checked_number, positive_int
 
 EXAMPLES = """examples:
   forgather generate --prompt "Once upon a time"            latest checkpoint of the project in the cwd
@@ -24,41 +25,25 @@ tokenizer.json beside the weights, else the run's (data.tokenizer.path or the BP
 """
 
 
-def _checked(kind: Callable[[str], Any], test: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
-    """An argparse type that also checks a range, so a bad value is a one-line usage error before torch loads."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"{text} {rule}")
-        return value
-
-    return parse
-
-
 def register(subparsers: Any, composed: Any) -> None:
     parser = subparsers.add_parser(
         "generate", help="sample text from a checkpoint or model", epilog=EXAMPLES,
         description="Continue --prompt with a trained model, printing the text as it is produced.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", nargs="?", metavar="CHECKPOINT_OR_PROJECT",
-                        help="checkpoint, model dir, run dir or project dir (default: the project at -p or the cwd)")
+    add_target_argument(parser)
     parser.add_argument("--prompt", required=True, help="text to continue")
-    parser.add_argument("--max-new-tokens", type=_checked(int, lambda v: v >= 1, "must be at least 1"), default=100,
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
                         metavar="N", help="tokens to generate per sample (default 100)")
-    parser.add_argument("--temperature", type=_checked(float, lambda v: v >= 0 and math.isfinite(v),
+    parser.add_argument("--temperature", type=checked_number(float, lambda v: v >= 0 and math.isfinite(v),
                                                        "must be >= 0 (0 = greedy)"),
                         default=0.8, metavar="T", help="0: greedy (deterministic); higher: more random (default 0.8)")
-    parser.add_argument("--top-k", type=_checked(int, lambda v: v >= 0, "must be >= 0 (0 = off)"), default=50,
+    parser.add_argument("--top-k", type=checked_number(int, lambda v: v >= 0, "must be >= 0 (0 = off)"), default=50,
                         metavar="K", help="sample among the K most likely tokens (0: all; default 50)")
-    parser.add_argument("--top-p", type=_checked(float, lambda v: 0 < v <= 1, "must be in (0, 1] (1 = off)"),
+    parser.add_argument("--top-p", type=checked_number(float, lambda v: 0 < v <= 1, "must be in (0, 1] (1 = off)"),
                         default=1.0, metavar="P", help="nucleus sampling: smallest set with probability >= P "
                                                        "(default 1 = off)")
-    parser.add_argument("--num-samples", type=_checked(int, lambda v: v >= 1, "must be at least 1"), default=1,
+    parser.add_argument("--num-samples", type=positive_int, default=1,
                         metavar="N", help="independent continuations, each under a header (default 1)")
     parser.add_argument("--seed", type=int, help="sampling seed, for reproducible output (default: random, "
                                                  "printed to stderr)")

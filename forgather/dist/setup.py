@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
 from ..config import DistSection
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,20 @@ def teardown() -> None:
     """Leave the process group cleanly so torchrun sees a normal exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) -> int:
+    """A torchrun entry point's life: join the job, run body(info), leave; returns the exit status.
+
+    A UserError becomes one line on stderr naming the rank (torchrun prints every rank's output).
+    """
+    info = None
+    try:
+        info = setup(section)
+        return body(info)
+    except UserError as exc:
+        rank = f"[rank {info.rank}] " if info is not None else ""
+        print(f"{label}: {rank}error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    finally:
+        teardown()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import set_in_project
-from .test_distributed_training import TOL, losses, metrics, train
+from .test_distributed_training import TOL, losses, train
 
 
 @pytest.fixture
@@ -75,14 +75,17 @@ def _rank_pids(launcher_pid: int) -> list[int]:
     return [int(p) for p in out if int(p) != launcher_pid]
 
 
-def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
+def _straight_losses_then_kill_a_rank_after_step_4(project: Path, *args: str) -> tuple[dict, subprocess.Popen]:
+    """40 uninterrupted steps' losses; then the same run started fresh (with `args`), one rank killed -9 as
+    soon as the step-4 checkpoint exists. Returns (losses, the killed run's process)."""
     set_in_project(project, "train", "max_steps: 400")
     train(project, "--init-model", "--max-steps", "40", "--save-strategy", "no", nproc=2)
     straight = losses(project)
     _fresh_metrics(project)
     proc = subprocess.Popen(
         [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model",
-         "--overwrite"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+         "--overwrite", "--max-steps", "40", *args],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     checkpoints = project / "output" / "checkpoints"
     deadline = time.monotonic() + 120
     while not (checkpoints / "step-000004").is_dir():
@@ -91,6 +94,11 @@ def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
     ranks = _rank_pids(proc.pid)
     assert ranks, "no rank processes found"
     os.kill(ranks[-1], signal.SIGKILL)
+    return straight, proc
+
+
+def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
+    straight, proc = _straight_losses_then_kill_a_rank_after_step_4(project)
     proc.communicate(timeout=120)
     assert proc.returncode != 0  # torchrun reports the failed rank, and forgather exits with its status
 
@@ -122,21 +130,8 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits(project):
 
 
 def test_elastic_restart_after_kill_9_resumes_from_the_latest_checkpoint_and_finishes(project):
-    set_in_project(project, "train", "max_steps: 400")
-    train(project, "--init-model", "--max-steps", "40", "--save-strategy", "no", nproc=2)
-    straight = losses(project)
-    _fresh_metrics(project)
     # --init-model --overwrite on the first attempt must not wipe what it saved when torchrun restarts it.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model",
-         "--overwrite", "--max-steps", "40", "--", "--max-restarts", "1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    checkpoints = project / "output" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (checkpoints / "step-000004").is_dir():
-        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint appeared"
-        time.sleep(0.02)
-    os.kill(_rank_pids(proc.pid)[-1], signal.SIGKILL)
+    straight, proc = _straight_losses_then_kill_a_rank_after_step_4(project, "--", "--max-restarts", "1")
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, output[-3000:]  # the restarted workers finished the job
     assert "worker restart 1 after a failure" in output
