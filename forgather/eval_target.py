@@ -14,7 +14,7 @@ from typing import Any
 from .checkpoint import layout
 from .checkpoint.manifest import find_latest, verify_manifest
 from .config import RunConfig, build_config, read_config
-from .data.spec import TokenizerSpec
+from .data.spec import DataSpec, TokenizerSpec
 from .data.tokenizer import Tokenizer, load_tokenizer
 from .errors import CheckpointError, DataError, ModelError, UserError
 from .project import compose_project, find_project, resolve
@@ -111,7 +111,7 @@ def tokenizer_spec(target: Target) -> TokenizerSpec:
     """The run's BOS/EOS policy; without a run config, no BOS/EOS added and the ids HF's files name."""
     if target.config is not None:
         fields: dict[str, Any] = dict(target.config.data.get("tokenizer") or {})
-        if fields.get("path"):
+        if fields.get("path") and "://" not in str(fields["path"]):  # URLs are fetched into the data cache
             fields["path"] = str(target.config.path(fields["path"]))
         return TokenizerSpec(**fields)
     return TokenizerSpec(add_bos=False, add_eos=False, bos_token=_hf_special(target.model_dir, "bos"),
@@ -121,7 +121,6 @@ def tokenizer_spec(target: Target) -> TokenizerSpec:
 def _trained_tokenizer(config: RunConfig) -> Path | None:
     """The BPE the run trained on its sources (under the data cache), if it is still there; never trains."""
     from .data.sources import load_sources, sources_digest, split_validation
-    from .data.spec import DataSpec
     from .data.tokenizer import trained_path
 
     spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
@@ -147,6 +146,11 @@ def find_tokenizer_file(target: Target, override: str | None = None) -> Path | N
     if target.config is None:
         return None
     configured = tokenizer_spec(target).path
+    if configured and "://" in configured:
+        from .data.tokenizer import fetch_tokenizer
+
+        cache = DataSpec.from_dict(target.config.data, base_dir=target.config.project_dir).resolved_cache_dir()
+        return fetch_tokenizer(configured, cache)
     if configured:
         return Path(configured)
     try:

@@ -63,3 +63,18 @@ def test_open_data_trains_saves_and_reuses_a_tokenizer_on_python_docs(tmp_path):
     batch = next(iter(build_train_loader(data)))
     assert int(batch["input_ids"].max()) < data.tokenizer.vocab_size
     check_vocab(data.tokenizer.vocab_size, 512)
+
+
+def test_a_tokenizer_url_is_fetched_once_into_the_cache(shared_data, tmp_path):
+    import fsspec
+
+    from forgather.data.tokenizer import fetch_tokenizer
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/hub/model/tokenizer.json", (shared_data / "tokenizers" / "smollm2" / "tokenizer.json").read_bytes())
+    first = fetch_tokenizer("memory://hub/model/tokenizer.json", tmp_path)
+    memory.rm("/hub/model/tokenizer.json")  # gone upstream: the cached copy still serves
+    assert fetch_tokenizer("memory://hub/model/tokenizer.json", tmp_path) == first
+    assert load_tokenizer(TokenizerSpec(), str(first)).vocab_size == 49152
+    with pytest.raises(DataError, match="cannot fetch it .*point data.tokenizer.path at the file"):
+        fetch_tokenizer("hf://HuggingFaceTB/SmolLM2-135M/tokenizer.json", tmp_path)  # offline in tests
