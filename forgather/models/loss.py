@@ -14,12 +14,15 @@ import torch
 from torch.autograd.function import once_differentiable
 
 IGNORE_INDEX = -100
-CHUNK_ELEMENTS = 1 << 24  # logits per chunk (64 MiB in fp32): big matmuls, small memory
+CHUNK_ELEMENTS = 1 << 24  # logits per chunk on CPU (64 MiB in fp32): big matmuls, memory that stays hot
+# On a GPU every chunk costs a dozen kernel launches: 512 MiB chunks keep that to a few per micro-batch.
+CHUNK_ELEMENTS_GPU = 1 << 27
 
 
-def chunk_rows(vocab_size: int) -> int:
-    """Rows per chunk: CHUNK_ELEMENTS logits, at least 128 rows."""
-    return max(128, CHUNK_ELEMENTS // vocab_size)
+def chunk_rows(vocab_size: int, device: torch.device | None = None) -> int:
+    """Rows per chunk on `device`: CHUNK_ELEMENTS (CHUNK_ELEMENTS_GPU on CUDA) logits, at least 128 rows."""
+    elements = CHUNK_ELEMENTS_GPU if device is not None and device.type == "cuda" else CHUNK_ELEMENTS
+    return max(128, elements // vocab_size)
 
 
 def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
@@ -66,7 +69,7 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
 
 def _chunks(hidden: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype, vocab_size: int):
     """(hidden rows in the matmul dtype, their labels, the row slice) for each chunk of rows."""
-    step = chunk_rows(vocab_size)
+    step = chunk_rows(vocab_size, hidden.device)
     for start in range(0, hidden.shape[0], step):
         rows = slice(start, start + step)
         yield hidden[rows].to(dtype), labels[rows], rows
