@@ -120,14 +120,11 @@ def tokenizer_spec(target: Target) -> TokenizerSpec:
 
 def _trained_tokenizer(config: RunConfig) -> Path | None:
     """The BPE the run trained on its sources (under the data cache), if it is still there; never trains."""
-    from .data.sources import load_sources, sources_digest, split_validation
+    from .data.sources import sources_digest, split_sources
     from .data.tokenizer import trained_path
 
     spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
-    # The sources exactly as open_data hands them to get_tokenizer: their identities key the file.
-    train = load_sources(spec.sources, spec.resolved_cache_dir(), lazy=spec.mode == "streaming")
-    if not spec.validation and spec.validation_fraction > 0:
-        train, _ = split_validation(train, spec.validation_fraction)
+    train, _ = split_sources(spec)  # as open_data hands them to get_tokenizer: their identities key the file
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train), spec.tokenizer.vocab_size)
     return path if path.is_file() else None
 

@@ -46,12 +46,11 @@ def register(subparsers: Any, composed: Any) -> None:
 
 def training_texts(spec) -> tuple[list[str], int]:
     """(documents the tokenizer learns from, how many) — the training split, as the data pipeline sees it."""
-    from ..data.sources import load_sources, split_validation
+    from ..data.sources import split_sources
+    from ..data.tokenizer import tokenizer_sample
 
-    train = load_sources(spec.sources, spec.resolved_cache_dir())
-    if not spec.validation and spec.validation_fraction > 0:
-        train, _ = split_validation(train, spec.validation_fraction)
-    texts = [t for s in train for a in range(0, len(s), 1024) for t in s.texts(a, a + 1024)]
+    train, _ = split_sources(spec)
+    texts = list(tokenizer_sample(train))  # what a training run's own tokenizer learns from
     return texts, len(texts)
 
 

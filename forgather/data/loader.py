@@ -14,10 +14,10 @@ from ..errors import DataError
 from .cache import Progress
 from .collate import collate_blocks, empty_block
 from .parquet_source import is_url
-from .sources import DocSource, load_sources, sources_digest, split_validation
+from .sources import DocSource, sources_digest, split_sources
 from .spec import DataSpec
 from .stream import BlockStream, EpochPacker
-from .tokenizer import Tokenizer, fetch_tokenizer, load_tokenizer, train_tokenizer, trained_path
+from .tokenizer import Tokenizer, fetch_tokenizer, load_tokenizer, tokenizer_sample, train_tokenizer, trained_path
 
 
 @dataclass
@@ -30,15 +30,13 @@ class Data:
     val: BlockStream | None
 
 
-def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) -> Tokenizer:
+def get_tokenizer(spec: DataSpec, train_sources: list[DocSource]) -> Tokenizer:
     """spec.tokenizer.path loaded, or a BPE trained on the training sources (saved under the cache dir, reused)."""
     ts = spec.tokenizer
     if ts.path and is_url(ts.path):
         return load_tokenizer(ts, str(fetch_tokenizer(ts.path, spec.resolved_cache_dir())))
     if ts.path:
         return load_tokenizer(ts)
-    if train_sources is None:
-        train_sources = load_sources(spec.sources, spec.resolved_cache_dir())
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train_sources), ts.vocab_size)
     if not path.is_file():
         # One-time work that takes a while on a big corpus: say what is happening and where it goes.
@@ -48,32 +46,9 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource] | None = None) 
     return load_tokenizer(ts, str(path))
 
 
-TOKENIZER_SAMPLE_CHARS = 400_000_000  # BPE merges settle long before this; it bounds time and memory on huge data
-
-
-def tokenizer_sample(sources: list[DocSource], budget: int = TOKENIZER_SAMPLE_CHARS) -> Iterator[str]:
-    """Documents to train a tokenizer on: all of a small corpus; on a big one, each source's leading documents
-    up to its share (∝ its document count) of `budget` characters."""
-    total = max(1, sum(len(s) for s in sources))
-    for source in sources:
-        allowance = budget * len(source) / total
-        for a in range(0, len(source), 1024):
-            for text in source.texts(a, a + 1024):
-                yield text
-                allowance -= len(text)
-            if allowance <= 0:
-                break
-
-
 def open_data(spec: DataSpec, progress: Progress | None = None, rebuild: bool = True) -> Data:
     """Load sources and tokenizer and set up the train/validation streams (caches build lazily)."""
-    lazy = spec.mode == "streaming"  # parquet is then read by row group on demand, never loaded up front
-    train = load_sources(spec.sources, spec.resolved_cache_dir(), lazy)
-    val: list[DocSource] = []
-    if spec.validation:
-        val = load_sources(spec.validation, spec.resolved_cache_dir(), lazy)
-    elif spec.validation_fraction > 0:
-        train, val = split_validation(train, spec.validation_fraction)
+    train, val = split_sources(spec)
     tok = get_tokenizer(spec, train)
     root = spec.resolved_cache_dir()
     # 0/1: tokenize in-process (the tokenizers library already threads over a batch; faster on few cores);

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ..errors import DataError
 from . import python_docs
 from .parquet_source import ParquetSource, is_url, open_parquet_source
-from .spec import SourceSpec
+from .spec import DataSpec, SourceSpec
 
 _FILE_EXT = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "text": (".txt", ".text", ".md")}
 
@@ -86,10 +86,10 @@ def file_identity(files: list[str]) -> list[list]:
 
 
 def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = False) -> DocSource | ParquetSource:
-    """Load one source, drop empty/whitespace-only documents (counted) and check it is not empty.
+    """Load one source, count its blank documents (they stay, tokenizing to nothing) and check it has text.
 
     Parquet is read lazily by row group when `lazy` (streaming mode) or when it is remote (a URL): then
-    nothing is loaded up front and blank documents are counted as they are read instead of dropped.
+    nothing is loaded up front and blank documents are counted as they are read.
     """
     kind = spec.resolved_kind()
     if kind == "parquet" and (lazy or is_url(spec.path)):
@@ -315,3 +315,15 @@ def sources_digest(sources: list[DocSource]) -> str:
 
     blob = json.dumps([s.identity() for s in sources], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def split_sources(spec: DataSpec) -> tuple[list[DocSource], list[DocSource]]:
+    """(training, validation) sources as a run reads them: parquet lazily in streaming mode, validation from
+    data.validation or carved off the training sources' tails. The trained tokenizer is keyed by the former."""
+    lazy = spec.mode == "streaming"  # parquet is then read by row group on demand, never loaded up front
+    train = load_sources(spec.sources, spec.resolved_cache_dir(), lazy)
+    if spec.validation:
+        return train, load_sources(spec.validation, spec.resolved_cache_dir(), lazy)
+    if spec.validation_fraction > 0:
+        return split_validation(train, spec.validation_fraction)
+    return train, []

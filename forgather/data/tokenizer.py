@@ -165,6 +165,23 @@ def count_unique_words(texts: Iterable[str], limit: int = 2_000_000) -> int:
     return len(seen)
 
 
+TOKENIZER_SAMPLE_CHARS = 400_000_000  # BPE merges settle long before this; it bounds time and memory on huge data
+
+
+def tokenizer_sample(sources: list, budget: int = TOKENIZER_SAMPLE_CHARS) -> Iterator[str]:
+    """Documents to train a tokenizer on: all of a small corpus; on a big one, each source's leading documents
+    up to its share (∝ its document count) of `budget` characters."""
+    total = max(1, sum(len(s) for s in sources))
+    for source in sources:
+        allowance = budget * len(source) / total
+        for a in range(0, len(source), 1024):
+            for text in source.texts(a, a + 1024):
+                yield text
+                allowance -= len(text)
+            if allowance <= 0:
+                break
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str | Path) -> Path:
     """Train a byte-level BPE (special token <|endoftext|> = id 0) and save it atomically to out_path."""
     from tokenizers import Tokenizer as HFTokenizer
