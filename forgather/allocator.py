@@ -3,8 +3,9 @@
 glibc serves allocations above its mmap threshold (at most 32 MiB by default) with fresh mmap'd pages and
 unmaps them on free. A CPU training step allocates activations and gradients far larger than that, so every
 step page-faults them all in again and the kernel zeroes each page (a 268 MB buffer: 84 ms per allocate-fill
-cycle with the defaults, 24 ms with these settings, on the 2-core benchmark VM; see BENCHMARKS.md). Raising the mmap and trim thresholds makes glibc reuse those blocks
-from its heap, as a caching allocator does on the GPU. Best effort: other C libraries are left alone.
+cycle with the defaults, 24 ms with these settings, on the 2-core benchmark VM; see BENCHMARKS.md). Raising
+the mmap and trim thresholds makes glibc reuse those blocks from its heap, as a caching allocator does on
+the GPU. Best effort: other C libraries are left alone.
 """
 
 from __future__ import annotations

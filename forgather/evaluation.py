@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     as_json = args.pop("json")
     options = EvalOptions(**args)
     from .config import DistSection
-    from .dist.setup import run_rank
+    from .dist.setup import DistInfo, run_rank
 
-    def eval_rank(info) -> int:
+    def eval_rank(info: DistInfo) -> int:
         results = run_eval(options, info.rank, info.world_size, info.local_rank, info.device)
         if info.is_main:
             print(format_results(results, as_json), flush=True)

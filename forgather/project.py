@@ -98,19 +98,15 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
     model_dir = (project_dir / str(model["project"])).resolve()
     if not model_dir.is_dir():
         raise ConfigError(f"{where}: model project '{model['project']}' is not a directory ({model_dir})")
+    # With a preset or target the shape comes from apply_model_shape; base.yaml gives the architecture.
     shaped_by = next((k for k in ("preset", "target_params") if model.get(k)), None)
-    if shaped_by:
-        # The shape comes from the preset or target (apply_model_shape); base.yaml gives the architecture.
-        path = model_dir / "base.yaml"
-        if not path.is_file():
-            raise ConfigError(f"{origins.get(f'model.{shaped_by}', where)}: model.{shaped_by} needs the model "
-                              f"project's base.yaml (its architecture settings), and {model_dir} has none")
-        name = "base"
-    else:
-        name = str(model.get("config") or "")
+    name = "base" if shaped_by else str(model.get("config") or "")
     if not name:
         raise ConfigError(f"{origins.get('model', 'model')}: model.config is empty; name a size such as 4M")
     path = model_dir / (name if name.endswith(".yaml") else name + ".yaml")
+    if not path.is_file() and shaped_by:
+        raise ConfigError(f"{origins.get(f'model.{shaped_by}', where)}: model.{shaped_by} needs the model "
+                          f"project's base.yaml (its architecture settings), and {model_dir} has none")
     if not path.is_file():
         available = sorted(p.stem for p in model_dir.glob("*.yaml") if p.stem != "base")
         hint = suggest(name, available)

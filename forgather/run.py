@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
     from .allocator import keep_freed_memory
-    from .dist.setup import run_rank
+    from .dist.setup import DistInfo, run_rank
 
     keep_freed_memory()  # before the first big tensor: steps then reuse memory instead of page-faulting it in
     try:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forgather.run: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
 
-    def train_rank(info) -> int:
+    def train_rank(info: DistInfo) -> int:
         print(f"forgather.run: rank {info.rank}/{info.world_size} local_rank {info.local_rank} "
               f"device {info.device} backend {info.backend} project {config.name}", flush=True)
         from .train.assemble import train

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UserError
-from ..models.spec import (ARCHITECTURES, PRESETS, ModelSpec, flops_per_token, parameter_counts, parse_param_count,
-                           preset, shape_for_target_params)
+from ..models.spec import (ARCHITECTURES, PRESETS, ModelSpec, flops_per_token, human_count, parameter_counts,
+                           parse_param_count, preset, shape_for_target_params)
 from ..project import compose_project, find_project, merge_model_project
 from ..yamlio import dump_yaml
 from .common import resolve_config
@@ -31,14 +31,6 @@ def parse_count(text: str) -> int:
         return parse_param_count(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def human_count(n: float) -> str:
-    """A count with a K/M/B/T suffix and one decimal (123.9M, 1.5B)."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return f"{n:.0f}"
 
 
 def size_class(total: int) -> str:

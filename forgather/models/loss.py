@@ -42,9 +42,8 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         d_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         d_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         for h, y, rows in _chunks(hidden, labels, dtype, weight.shape[0]):
-            keep, target = y != IGNORE_INDEX, y.clamp_min(0)[:, None]
-            logp = torch.log_softmax(h @ w.t(), dim=-1, dtype=torch.float32)
-            total -= torch.where(keep, logp.gather(1, target).squeeze(1), 0.0).sum()
+            logp, keep, target, loss = _chunk_loss(h, w, y)
+            total += loss
             # d loss / d logits = softmax − one-hot on labelled rows, 0 elsewhere (in place on logp).
             mask = keep[:, None].to(torch.float32)
             grad = logp.exp_().mul_(mask).scatter_add_(1, target, -mask).to(dtype)
@@ -67,6 +66,14 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
                 None if d_weight is None else (d_weight * grad).to(ctx.weight_dtype), None)
 
 
+def _chunk_loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One chunk's fp32 log-probabilities, labelled-row mask, gather targets and summed loss."""
+    keep, target = y != IGNORE_INDEX, y.clamp_min(0)[:, None]
+    logp = torch.log_softmax(h @ w.t(), dim=-1, dtype=torch.float32)
+    return logp, keep, target, -torch.where(keep, logp.gather(1, target).squeeze(1), 0.0).sum()
+
+
 def _chunks(hidden: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype, vocab_size: int):
     """(hidden rows in the matmul dtype, their labels, the row slice) for each chunk of rows."""
     step = chunk_rows(vocab_size, hidden.device)
@@ -86,6 +93,5 @@ def head_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: t
     w = weight.to(dtype)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     for h, y, _ in _chunks(hidden, labels, dtype, weight.shape[0]):
-        logp = torch.log_softmax(h @ w.t(), dim=-1, dtype=torch.float32)
-        total -= torch.where(y != IGNORE_INDEX, logp.gather(1, y.clamp_min(0)[:, None]).squeeze(1), 0.0).sum()
+        total += _chunk_loss(h, w, y)[3]
     return total

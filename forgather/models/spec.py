@@ -180,6 +180,14 @@ def preset(name: str, architecture: str = "llama", vocab_size: int = 32000, **ov
     return ModelSpec(architecture=architecture, vocab_size=vocab_size, **{**PRESETS[name], **overrides}).validate()
 
 
+def human_count(n: float) -> str:
+    """A count with a K/M/B/T suffix and one decimal (123.9M, 1.5B)."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return f"{n:.0f}"
+
+
 SHAPE_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 

@@ -135,20 +135,19 @@ def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, da
     print("\n".join(lines), flush=True)
 
 
-def after_elastic_restart(config: RunConfig, info: DistInfo) -> bool:
-    """True when torchrun restarted the workers (--max-restarts): then --init-model no longer applies.
+def after_elastic_restart(config: RunConfig, info: DistInfo) -> None:
+    """When torchrun restarted the workers (--max-restarts), --init-model no longer applies.
 
     The first attempt started fresh and may have saved checkpoints since; a restarted attempt must resume
     from them, not refuse to start (--init-model) or delete them (--init-model --overwrite).
     """
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if restarts == 0 or not config.train.init_model:
-        return False
+        return
     config.train.init_model = config.train.overwrite = False
     if info.is_main:
         print(f"forgather: worker restart {restarts} after a failure: resuming from the latest checkpoint "
               "(--init-model applied to the first attempt only)", flush=True)
-    return True
 
 
 def train(config: RunConfig, info: DistInfo) -> int:

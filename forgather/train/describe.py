@@ -6,14 +6,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..dist.setup import DistInfo
-from ..models.spec import ModelSpec, flops_per_token, parameter_counts
-
-
-def _count(n: float) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
+from ..models.spec import ModelSpec, flops_per_token, human_count, parameter_counts
 
 
 def describe_model(config: RunConfig, spec: ModelSpec, block_size: int) -> list[str]:
@@ -25,8 +18,8 @@ def describe_model(config: RunConfig, spec: ModelSpec, block_size: int) -> list[
         f"  layers {spec.num_layers}, hidden {spec.hidden_size}, heads {spec.num_heads} (kv {spec.num_kv_heads}, "
         f"head_dim {spec.attn_head_dim}), mlp {spec.intermediate_size}, vocab {spec.vocab_size}, "
         f"rope θ {spec.rope_theta:g}, tied embeddings {spec.tie_embeddings}, qk-norm {spec.qk_norm}",
-        f"  parameters {_count(total)} total, {_count(non_embedding)} non-embedding; "
-        f"{_count(flops_per_token(spec, block_size))} training FLOPs/token at {block_size} tokens",
+        f"  parameters {human_count(total)} total, {human_count(non_embedding)} non-embedding; "
+        f"{human_count(flops_per_token(spec, block_size))} training FLOPs/token at {block_size} tokens",
     ]
 
 
