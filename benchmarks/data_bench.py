@@ -58,18 +58,20 @@ def main() -> None:
         for workers in sorted({1, cores}):
             label = "in-process (the tokenizers library's own threads)" if workers == 1 else f"{workers}-process pool"
 
-            def build() -> int:
+            built: list[int] = []
+
+            def build() -> None:  # a fresh cache dir each time, so every repeat really tokenizes and packs
                 cache = Path(tempfile.mkdtemp(dir=tmp))
-                return open_data(spec_for(args.corpus, args.tokenizer, cache, 4096, workers)).train.epoch(0)
+                epoch = open_data(spec_for(args.corpus, args.tokenizer, cache, 4096, workers)).train.epoch(0)
+                built.append(epoch.manifest["tokens"])
 
             times = timed(build, args.repeats)
-            epoch = build()
-            tokens = epoch.manifest["tokens"]
-            tps = [tokens / t for t in times]
-            results[f"tokenize_pack_{workers}"] = {"tokens": tokens, "tokens_per_s": spread(tps)}
+            tokens = built[-1]
+            tps = spread([tokens / t for t in times])
+            results[f"tokenize_pack_{workers}"] = {"tokens": tokens, "tokens_per_s": tps}
             rows.append((f"tokenize+pack, {label}, block 4096",
-                         f"{spread(tps)['median']:,.0f} tokens/s median ({spread(tps)['median'] / cores:,.0f} per core "
-                         f"on {cores}; {min(tps):,.0f}–{max(tps):,.0f}; {tokens:,} tokens)"))
+                         f"{tps['median']:,.0f} tokens/s median ({tps['median'] / cores:,.0f} per core "
+                         f"on {cores}; {tps['min']:,.0f}–{tps['max']:,.0f}; {tokens:,} tokens)"))
         data = open_data(spec_for(args.corpus, args.tokenizer, tmp / "read", 4096, 1))
         epoch = data.train.epoch(0)
         for loader_workers in (0, 2):
@@ -77,10 +79,10 @@ def main() -> None:
                 for _ in BlockLoader(data.train, 8, 0, 1, loader_workers, epochs=1):
                     pass
 
-            tps = [epoch.num_blocks // 8 * 8 * 4096 / t for t in timed(read, args.repeats)]
-            results[f"cached_read_{loader_workers}_workers"] = spread(tps)
+            tps = spread([epoch.num_blocks // 8 * 8 * 4096 / t for t in timed(read, args.repeats)])
+            results[f"cached_read_{loader_workers}_workers"] = tps
             rows.append((f"cached read through the loader, batch 8 × 4096, {loader_workers} loader workers",
-                         f"{spread(tps)['median']:,.0f} tokens/s median ({min(tps):,.0f}–{max(tps):,.0f})"))
+                         f"{tps['median']:,.0f} tokens/s median ({tps['min']:,.0f}–{tps['max']:,.0f})"))
         # Seek: a fresh handle on the cache and the last block (what a resume at the end of the stream does).
         seek = [s * 1e3 for s in timed(lambda: CachedEpoch.open(epoch.path, data.train.fingerprint).block(
             epoch.num_blocks - 1), 50)]

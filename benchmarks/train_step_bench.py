@@ -182,7 +182,8 @@ class Worker:
         return out
 
 
-def time_lockstep(names: list[str], blocks_file: str, batch: int, num_batches: int, warmup: int) -> dict[str, dict]:
+def time_lockstep(names: list[str], blocks_file: str, batch: int, seq: int, num_batches: int,
+                  warmup: int) -> dict[str, dict]:
     """Step every contender's worker on batch i in turn (order reversed every other round); per-step seconds
     after `warmup` rounds, their medians, and the per-round ratios against hf."""
     workers = {n: Worker(n, blocks_file, batch) for n in names}
@@ -194,7 +195,7 @@ def time_lockstep(names: list[str], blocks_file: str, batch: int, num_batches: i
             first_loss.setdefault(n, reply["loss"])
             if i >= warmup:
                 times[n].append(reply["seconds"])
-    tokens = batch * int(torch.load(blocks_file)["input_ids"].shape[1])
+    tokens = batch * seq
     out = {}
     for n in names:
         tps = sorted(tokens / t for t in times[n])
@@ -263,7 +264,7 @@ def main() -> None:
             blocks_file = os.path.join(tmp, f"blocks{seq}.pt")
             torch.save(blocks, blocks_file)
             docs = float((blocks["document_ids"].max(1).values + 1).float().mean())
-            timing = time_lockstep(args.contenders, blocks_file, batch, args.warmup + args.steps, args.warmup)
+            timing = time_lockstep(args.contenders, blocks_file, batch, seq, args.warmup + args.steps, args.warmup)
             results.append({"seq": seq, "batch": batch, "docs_per_block": docs, "contenders": timing})
             print(f"seq {seq}: done ({docs:.1f} docs/block)", file=sys.stderr, flush=True)
 
