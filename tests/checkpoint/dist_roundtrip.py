@@ -80,6 +80,9 @@ def main(root: Path) -> None:
     load_checkpoint(path_b, model_c, optimizer_c)
     assert_same(expected, full_state(model_c, optimizer_c), "ddp->fsdp2")
     print(f"rank {dist.get_rank()} OK", flush=True)
+    # Both ranks done with every collective before either tears gloo down: a rank destroying its group while
+    # the peer's last op is in flight was seen to abort ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
