@@ -72,7 +72,13 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
     info = None
     try:
         info = setup(section)
-        return body(info)
+        status = body(info)
+        # Every rank done with every collective before any tears gloo down: a rank destroying its group while
+        # a peer's receive is still pending aborted that peer ("terminate called without an active exception",
+        # exit -6 after a finished run). Only on success: after a one-rank failure a barrier would just hang.
+        if info.world_size > 1:
+            dist.barrier()
+        return status
     except UserError as exc:
         rank = f"[rank {info.rank}] " if info is not None else ""
         print(f"{label}: {rank}error: {exc}", file=sys.stderr, flush=True)
