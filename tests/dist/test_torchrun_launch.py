@@ -74,8 +74,9 @@ def test_two_agents_join_as_two_nodes(launch_project, rendezvous):
         _wait_for_listener(int(port), agents[0])
     agents.append(_train(launch_project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[1]))
     outputs = [a.communicate(timeout=180)[0] for a in agents]
-    assert [a.returncode for a in agents] == [0, 0], outputs
-    assert _ranks("".join(outputs)) == {(0, 2), (1, 2)}, outputs
+    report = "\n---- next agent ----\n".join(o[-4000:] for o in outputs)  # readable, not a truncated list repr
+    assert [a.returncode for a in agents] == [0, 0], report
+    assert _ranks("".join(outputs)) == {(0, 2), (1, 2)}, report
 
 
 def test_train_exits_with_torchrun_status_when_ranks_fail(launch_project):
