@@ -99,3 +99,11 @@ def tiny_project(tmp_path: Path) -> Path:
             action: negatable
     """)
     return project
+
+
+# Every test file pytest collected an item from, before -k/-m deselection (tests/test_collection.py reads it).
+COLLECTED_FILES: set[Path] = set()
+
+
+def pytest_itemcollected(item) -> None:
+    COLLECTED_FILES.add(Path(item.path).resolve())
