@@ -72,6 +72,9 @@ class DistSection:
     mode: Literal["ddp", "fsdp2", "dispatch"]
     backend: Literal["auto", "nccl", "gloo"]
     accelerator: bool
+    init_timeout_minutes: float  # joining the job through the first training step (data, compile, first batch)
+    step_timeout_minutes: float  # any collective after the first step: a hung rank is declared dead after this
+    data_timeout_minutes: float  # `forgather data prepare` under torchrun: ranks meet once, when all are done
 
 
 @dataclass
@@ -125,6 +128,15 @@ def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
         raise ConfigError(f"{origins.get('data.batch_size', 'data')}: data.batch_size is not a setting here; "
                           "set train.batch_size (sequences per rank per micro-step)")
     return config
+
+
+def default_dist_section(**overrides: Any) -> DistSection:
+    """templates/base.yaml's dist section with some values replaced (for entry points without a run config)."""
+    from .templates import TEMPLATES_DIR
+    from .yamlio import load_yaml
+
+    defaults, _ = load_yaml(TEMPLATES_DIR / "base.yaml")
+    return from_plain(DistSection, {**defaults["dist"], **overrides}, {"": "templates/base.yaml"})
 
 
 def write_config(config: RunConfig, path: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..config import RunConfig, write_config
+from ..errors import DataError
 from ..launch import add_launch_arguments, execute, plan_launch
 from .common import add_project_flags, resolve_config
 
@@ -38,11 +39,36 @@ def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace) -> Non
         config.dist.backend = args.dist_backend
 
 
+def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_node: int) -> None:
+    """Refuse, before torchrun starts, a world size that cannot split data.shards, or a resume whose latest
+    checkpoint read another shard layout (the ranks check again, authoritatively)."""
+    import json
+
+    from ..checkpoint.layout import DATA_STATE_FILE, list_checkpoints
+    from ..data.shards import check_world_size
+
+    shards = config.data["shards"]
+    if config.dist.mode != "dispatch" and str(args.nnodes).isdigit():
+        check_world_size(shards, int(args.nnodes) * nproc_per_node)
+    if config.train.init_model or not config.checkpoint.restore_dataset_state:
+        return
+    found = list_checkpoints(config.run_dir / "checkpoints")
+    try:
+        saved = json.loads((found[-1][1] / DATA_STATE_FILE).read_text()) if found else {}
+    except (OSError, ValueError):
+        return  # unreadable: the ranks verify checkpoints and say which file is damaged
+    if isinstance(saved, dict) and saved.get("format") == 2 and saved.get("shards") != shards:
+        raise DataError(f"data.shards is {shards} but {found[-1][1]} was saved with {saved.get('shards')} shards (another "
+                        "shard layout is another stream); restore data.shards, or resume with "
+                        "--no-restore-dataset-state")
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, _ = resolve_config(composed, args)
     apply_launcher_overrides(config, args)
     config_path = config.run_dir / "config.yaml"
     plan = plan_launch(args, config_path)
+    check_data_layout(config, args, plan.nproc_per_node)
     write_config(config, config_path)
     if args.dry_run:
         print(f"# resolved config written to {config_path}")

@@ -169,6 +169,12 @@ class ParquetSource:
             row += len(take)
         return out
 
+    def texts_at(self, indices: np.ndarray) -> list[str]:
+        """Documents at increasing indices (relative to this source), one row group read at a time."""
+        rows = self.lo + np.asarray(indices, dtype=np.int64)
+        groups = np.searchsorted(self.group_start, rows, side="right") - 1
+        return [self._group_texts(int(g))[int(r - self.group_start[g])] for r, g in zip(rows, groups)]
+
     def subset(self, start: int, stop: int, tag: str) -> "ParquetSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""
         return ParquetSource(f"{self.name}{tag}", self.fs, self.files, self.groups, self.group_start, self.column,

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,6 +50,10 @@ class DocSource:
         """Documents start..stop as Python strings (a zero-copy slice of the column)."""
         start, stop = max(0, start), min(stop, len(self.column))
         return self.column.slice(start, max(0, stop - start)).to_pylist()
+
+    def texts_at(self, indices: np.ndarray) -> list[str]:
+        """Documents at increasing indices (a shard's documents are spread over the source)."""
+        return self.column.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
 
     def subset(self, start: int, stop: int, tag: str) -> "DocSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""

@@ -37,7 +37,7 @@ def choose_backend(section: DistSection, use_cuda: bool) -> str:
     return "nccl" if use_cuda else "gloo"
 
 
-def setup(section: DistSection, timeout_minutes: float = 30.0) -> DistInfo:
+def setup(section: DistSection) -> DistInfo:
     """Join the torchrun job (env:// rendezvous) and pin this rank's device."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -52,10 +52,19 @@ def setup(section: DistSection, timeout_minutes: float = 30.0) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(
             backend=backend,
-            timeout=datetime.timedelta(minutes=timeout_minutes),
+            timeout=datetime.timedelta(minutes=section.init_timeout_minutes),
             device_id=device if use_cuda else None,
         )
     return DistInfo(rank, local_rank, world_size, device, backend)
+
+
+def use_step_timeout(section: DistSection) -> None:
+    """After the first step: collectives time out after step_timeout_minutes instead of the (longer) init timeout,
+    so a hung rank fails the job in minutes, while startup (data, compile) had all the time it needed."""
+    if dist.is_initialized():
+        from torch.distributed.distributed_c10d import _set_pg_timeout  # no public API; torchtitan does the same
+
+        _set_pg_timeout(datetime.timedelta(minutes=section.step_timeout_minutes), dist.group.WORLD)
 
 
 def teardown() -> None:

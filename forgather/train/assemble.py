@@ -12,9 +12,11 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
+from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
+from ..dist.shared_dir import check_shared_directory
 from ..errors import ModelError
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
@@ -41,16 +43,11 @@ def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
 
 
 def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
-    """Open tokenizer and streams; each node's local rank 0 builds the caches before the others read them."""
-    from ..data.inspect import progress_printer
+    """Open tokenizer and streams. A tokenizer trained on the fly is trained by each node's local rank 0 while the
+    others wait; chunks are packed (or read from the cache) later, by each rank for its own shards only."""
     from ..data.loader import open_data
 
-    # The progress bar only draws when a cache is being built (first run on this data and settings).
-    data = open_data(spec, progress_printer("data: tokenize+pack")) if reads_data and info.local_rank == 0 else None
-    if data is not None and spec.mode == "cached":
-        data.train.epoch(0)  # build the first epoch's cache while the other ranks wait
-        if data.val is not None:
-            data.val.epoch(0)
+    data = open_data(spec) if reads_data and info.local_rank == 0 else None
     _barrier()
     if reads_data and info.local_rank != 0:
         data = open_data(spec)
@@ -58,32 +55,30 @@ def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
 
 
 def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> tuple[Any, Callable | None]:
-    """(train loader, eval-loader factory): each rank reads its blocks, or rank 0 reads and dispatches."""
-    from ..data.loader import BlockLoader
+    """(train loader, eval-loader factory): each rank reads its own shards, or rank 0 reads and dispatches."""
+    from ..data.loader import OnePassLoader, ShardedLoader
 
     batch = spec.batch_size
-    workers = spec.num_workers if spec.mode == "cached" else 0
+    pin = info.device.type == "cuda"
     if not dispatch:
-        train = BlockLoader(data.train, batch, info.rank, info.world_size, workers)
+        train = ShardedLoader(data.train, batch, info.rank, info.world_size, pin)
         if data.val is None:
             return train, None
-        return train, lambda: BlockLoader(data.val, batch, info.rank, info.world_size, workers, epochs=1, pad_last=True)
+        return train, lambda: OnePassLoader(data.val, batch, info.rank, info.world_size, pin)
 
     from ..dist.dispatch import DispatchLoader
 
     # gloo moves CPU tensors; nccl needs them on the GPU.
     device = info.device if info.backend == "nccl" else torch.device("cpu")
     world_batch = batch * info.world_size
-
-    def global_loader(stream: Any, **kwargs: Any) -> Any:
-        return BlockLoader(stream, world_batch, 0, 1, workers, **kwargs) if info.is_main else None
-
-    train = DispatchLoader(global_loader(data.train if info.is_main else None), batch, spec.block_size, device)
-    has_val = [data.val is not None] if info.is_main else [None]
+    main = info.is_main
+    train = DispatchLoader(ShardedLoader(data.train, world_batch, 0, 1, pin) if main else None, batch,
+                           spec.block_size, device)
+    has_val = [data.val is not None] if main else [None]
     dist.broadcast_object_list(has_val, src=0)
     if not has_val[0]:
         return train, None
-    return train, lambda: DispatchLoader(global_loader(data.val if info.is_main else None, epochs=1, pad_last=True),
+    return train, lambda: DispatchLoader(OnePassLoader(data.val, world_batch, 0, 1, pin) if main else None,
                                          batch, spec.block_size, device)
 
 
@@ -154,12 +149,14 @@ def train(config: RunConfig, info: DistInfo) -> int:
     """Everything one rank does for `forgather train`; returns the exit status."""
     after_elastic_restart(config, info)
     spec = ModelSpec.from_dict(config.model.arch, source="model.arch")
+    check_shared_directory(config.run_dir)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
 
     dspec = data_spec(config, config.train.batch_size)
     dispatch = config.dist.mode == "dispatch" and info.world_size > 1
+    check_world_size(dspec.shards, 1 if dispatch else info.world_size)
     data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
     if data is not None:
         from ..data.tokenizer import check_vocab

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
-from ..dist.setup import DistInfo
+from ..dist.setup import DistInfo, use_step_timeout
 from ..errors import UserError
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
@@ -146,6 +146,7 @@ class Trainer:
                               f"{self.tokens_per_step:,} tokens/step, world {self.info.world_size}")
         batches = self._batch_iterator()
         self.model.train()
+        first_step = self.state.step + 1
         try:
             while self.state.step < self.total_steps:
                 if self._agree_to_stop():
@@ -159,6 +160,8 @@ class Trainer:
                 self.state.step += 1
                 self.state.tokens += self.tokens_per_step
                 self.meter.add(self.tokens_per_step, data_wait)
+                if self.state.step == first_step:
+                    use_step_timeout(self.config.dist)  # startup (data, compile) is over
                 self._check_divergence(loss)
                 self._after_step(loss, grad_norm)
                 if self._patience_exhausted():
