@@ -60,7 +60,11 @@ def show(spec: DataSpec, block: int = 0, max_chars: int = 2000, batch_size: int 
     data = open_data(spec)
     train = data.train
     sizes = [train.layout.shard_documents(s) for s in range(train.shards)]
-    lines = [describe_sources(data), "",
+    from .python_docs import describe as describe_python_docs
+
+    notes = [f"{s.name}: {describe_python_docs(s.ident['python_docs'])}" for s in train.sources
+             if "python_docs" in getattr(s, "ident", {})]
+    lines = [describe_sources(data), *notes, "",
              f"tokenizer: {data.tokenizer.path} (vocab {data.tokenizer.vocab_size:,}, bos {data.tokenizer.bos_id}, "
              f"eos {data.tokenizer.eos_id}, add_bos {data.tokenizer.add_bos}, add_eos {data.tokenizer.add_eos})",
              f"block_size {spec.block_size}, pack_window {spec.pack_window}, seed {spec.seed}, mode {spec.mode}, "

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from .fingerprint import local_file_identity
 from .spec import SourceSpec
 
 
@@ -65,10 +66,9 @@ def _list_files(spec: SourceSpec) -> tuple[Any, list[str]]:
 
 
 def _file_identity(fs: Any, path: str) -> list:
-    """What a file's content depends on: size plus mtime (local) or the remote's content hash/etag."""
+    """What a file's content depends on: its content hash (local) or the remote's content hash/etag."""
     if fs is None:
-        st = os.stat(path)
-        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+        return local_file_identity(path)
     info = fs.info(path)
     tag = next((str(info[k]) for k in ("blob_id", "sha256", "etag", "ETag", "mtime", "last_modified", "created")
                 if info.get(k)), "")

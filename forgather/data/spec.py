@@ -143,10 +143,9 @@ class DataSpec:
         return cls(sources=sources, validation=validation, tokenizer=TokenizerSpec(**tok), **d)
 
 
-def default_sources(max_documents: int | None = 2000) -> list[SourceSpec]:
-    """The offline default: docstrings of the Python stdlib and of site-packages."""
-    return [SourceSpec("stdlib_docs", "stdlib", kind="python_docs", max_samples=max_documents),
-            SourceSpec("site_docs", "site-packages", kind="python_docs", max_samples=max_documents)]
+def default_sources(max_documents: int | None = None) -> list[SourceSpec]:
+    """The offline default: docstrings of the Python standard library (a pure function of the Python version)."""
+    return [SourceSpec("stdlib_docs", "stdlib", kind="python_docs", max_samples=max_documents)]
 
 
 def _check_keys(where: str, d: dict, cls: type) -> None:

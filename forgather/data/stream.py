@@ -8,8 +8,6 @@ written), and the per-shard reader that walks chunks and epochs from a cursor.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,17 +17,13 @@ import numpy as np
 
 from ..errors import DataError
 from .chunks import ChunkDamaged, PackedChunk, ShardPacker, chunk_dir, read_chunk, write_chunk
+from .fingerprint import digest
 from .interleave import InterleaveSchedule
 from .shards import Cursor, ShardLayout, keyed_rng
 from .sources import DocSource
 from .tokenizer import Tokenizer
 
 STREAM_FORMAT = "sharded-v1"  # names the stream construction, so caches and states of another scheme never match
-
-
-def digest(value: object) -> str:
-    """sha256 over a JSON rendering (sorted keys) of value."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class BlockStream:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from forgather.data.inspect import documents_per_batch
 from forgather.data.loader import open_data
