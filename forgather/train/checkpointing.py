@@ -9,14 +9,12 @@ import torch
 from torch import nn
 
 from .. import checkpoint
-from ..config import RunConfig
+from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError
 from ..models.hf import load_hf, save_pretrained_hf
 from ..models.spec import ModelSpec
-from ..typed import to_plain
-from ..yamlio import dump_yaml
 
 
 class RunCheckpointer:
@@ -29,7 +27,7 @@ class RunCheckpointer:
         # Set once the data is open; saved beside the weights (rank 0, the writer, reads data in every mode).
         self.tokenizer: Tokenizer | None = None
         self.root = config.run_dir / "checkpoints"
-        self.config_text = dump_yaml(to_plain(config))
+        self.config_text = render_config(config)  # never a value taken from the environment
 
     def write_model_dir(self, model_or_state: nn.Module | dict, out: Path) -> Path:
         """HF-format weights + config.json, and the run's tokenizer: a directory generate/eval/transformers can use."""
