@@ -84,6 +84,7 @@ class CheckpointSection:
     keep_last: int
     keep_best: int
     restore_dataset_state: bool
+    allow_tokenizer_change: bool
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
 from ..dist.shared_dir import check_shared_directory
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
@@ -80,6 +80,29 @@ def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> 
         return train, None
     return train, lambda: DispatchLoader(OnePassLoader(data.val, world_batch, 0, 1, pin) if main else None,
                                          batch, spec.block_size, device)
+
+
+def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: bool, report: bool) -> None:
+    """A resumed run tokenizes with the tokenizer its checkpoint was trained with: a tokenizer trained on the fly
+    is not trained again on changed data, and a different configured one is refused unless allowed."""
+    if saved is None:
+        return
+    configured = spec.tokenizer.path
+    if configured is None:
+        spec.tokenizer.path = str(saved)
+        return
+    from ..data.parquet_source import is_url
+    from ..data.tokenizer import fetch_tokenizer, file_sha256
+
+    local = fetch_tokenizer(configured, spec.resolved_cache_dir()) if is_url(configured) else Path(configured)
+    if Path(local).is_file() and file_sha256(local) == file_sha256(saved):
+        return
+    if not allow_change:
+        raise DataError(f"data.tokenizer.path {configured} is not the tokenizer {saved.parent.name} was trained with "
+                        f"({saved}); the model's embeddings belong to that one: restore data.tokenizer.path, or add "
+                        "--allow-tokenizer-change to continue with the new tokenizer anyway")
+    if report:
+        print(f"forgather: continuing with a different tokenizer than {saved} (--allow-tokenizer-change)", flush=True)
 
 
 def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> None:
@@ -153,10 +176,13 @@ def train(config: RunConfig, info: DistInfo) -> int:
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+    checkpointer.locate()
 
     dspec = data_spec(config, config.train.batch_size)
     dispatch = config.dist.mode == "dispatch" and info.world_size > 1
     check_world_size(dspec.shards, 1 if dispatch else info.world_size)
+    keep_checkpoint_tokenizer(dspec, checkpointer.checkpoint_tokenizer(), config.checkpoint.allow_tokenizer_change,
+                              info.is_main)
     data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
     if data is not None:
         from ..data.tokenizer import check_vocab
