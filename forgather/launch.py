@@ -6,7 +6,6 @@ import argparse
 import os
 import re
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,12 +81,9 @@ def max_restarts(torchrun_args: list[str]) -> int:
 
 
 def torchrun_prefix() -> list[str]:
-    """The torchrun beside this interpreter, else the same module via `python -m`."""
-    candidate = Path(sys.executable).with_name("torchrun")
-    if candidate.is_file():
-        return [str(candidate)]
-    found = shutil.which("torchrun")
-    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
+    """torchrun, run by forgather.agent: torchrun's own parser and agent, with the failing rank's exit status
+    and message, and signals passed to the ranks (see agent.py). It takes exactly torchrun's arguments."""
+    return [sys.executable, "-m", "forgather.agent"]
 
 
 def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, str] | None = None,

@@ -9,6 +9,7 @@ from typing import Any
 from ..config import RunConfig, write_config
 from ..errors import DataError
 from ..launch import add_launch_arguments, execute, plan_launch
+from ..run_lock import probe
 from .common import add_project_flags, resolve_config
 
 EXAMPLES = """examples:
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     config_path = config.run_dir / "config.yaml"
     plan = plan_launch(args, config_path)
     check_data_layout(config, args, plan.nproc_per_node)
+    probe(config.run_dir)  # another job writes here: stop before touching its config
     write_config(config, config_path)
     if args.dry_run:
         print(f"# resolved config written to {config_path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -73,6 +74,16 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+def report_failure(line: str, rank: int) -> None:
+    """Leave this rank's one-line error for forgather.agent, which prints the failing rank's line last."""
+    status_dir = os.environ.get("FORGATHER_STATUS_DIR")
+    if status_dir:
+        try:
+            (Path(status_dir) / f"rank-{rank}.txt").write_text(line + "\n", encoding="utf-8")
+        except OSError:
+            pass  # the line was printed already; the file only repeats it at the end
+
+
 def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) -> int:
     """A torchrun entry point's life: join the job, run body(info), leave; returns the exit status.
 
@@ -90,7 +101,9 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
         return status
     except UserError as exc:
         rank = f"[rank {info.rank}] " if info is not None else ""
-        print(f"{label}: {rank}error: {exc}", file=sys.stderr, flush=True)
+        line = f"{label}: {rank}error: {exc}"
+        print(line, file=sys.stderr, flush=True)
+        report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0)))
         return exc.exit_code
     finally:
         teardown()

@@ -82,6 +82,15 @@ def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> 
                                          batch, spec.block_size, device)
 
 
+def hold_run_dir(run_dir: Path, info: DistInfo) -> None:
+    """Rank 0 takes the run dir's exclusive lock for the job (one writer per run dir); every rank fails alike
+    when another job holds it."""
+    from ..checkpoint import sync
+    from ..run_lock import acquire
+
+    sync.from_rank0(lambda: acquire(run_dir) and None)
+
+
 def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: bool, report: bool) -> None:
     """A resumed run tokenizes with the tokenizer its checkpoint was trained with: a tokenizer trained on the fly
     is not trained again on changed data, and a different configured one is refused unless allowed."""
@@ -173,6 +182,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     after_elastic_restart(config, info)
     spec = ModelSpec.from_dict(config.model.arch, source="model.arch")
     check_shared_directory(config.run_dir)
+    hold_run_dir(config.run_dir, info)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it

@@ -21,6 +21,9 @@ from .optim import build_optimizer, build_scheduler, scaled_learning_rate
 from .step import eval_loss, train_step
 
 
+SECOND_SIGNAL_AFTER_S = 2.0
+
+
 class TrainingDiverged(UserError):
     """Loss became NaN/Inf or spiked far above its running average."""
 
@@ -242,10 +245,15 @@ class Trainer:
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _install_signal_handlers(self) -> None:
+        first_at: list[float] = []
+
         def handler(signum: int, _frame: Any) -> None:
-            self._signals_seen += 1
-            if self._signals_seen > 1:
-                raise SystemExit(128 + signum)  # second signal: leave now, without saving
+            # One stop request can arrive twice (a terminal's Ctrl-C reaches the whole process group, and the
+            # launcher forwards it too); only a signal well after the first means "leave now, without saving".
+            now = time.monotonic()
+            if first_at and now - first_at[0] > SECOND_SIGNAL_AFTER_S:
+                raise SystemExit(128 + signum)
+            first_at[:1] = first_at[:1] or [now]
             self.stop_requested = 1
 
         for sig in (signal.SIGTERM, signal.SIGINT):
