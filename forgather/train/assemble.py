@@ -96,12 +96,13 @@ def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: 
     is not trained again on changed data, and a different configured one is refused unless allowed."""
     if saved is None:
         return
-    configured = spec.tokenizer.path
-    if configured is None:
-        spec.tokenizer.path = str(saved)
-        return
     from ..data.parquet_source import is_url
-    from ..data.tokenizer import fetch_tokenizer, file_sha256
+    from ..data.tokenizer import fetch_tokenizer, file_sha256, keep_copy
+
+    configured = spec.tokenizer.path
+    if configured is None:  # a copy outside the checkpoint, which retention may delete later in this run
+        spec.tokenizer.path = str(keep_copy(saved, spec.resolved_cache_dir()))
+        return
 
     local = fetch_tokenizer(configured, spec.resolved_cache_dir()) if is_url(configured) else Path(configured)
     if Path(local).is_file() and file_sha256(local) == file_sha256(saved):
