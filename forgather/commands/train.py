@@ -32,12 +32,30 @@ def register(subparsers: Any, composed: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace) -> None:
-    """Launcher flags that also change what the ranks do."""
+def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace, origins: dict[str, str]) -> None:
+    """Launcher flags that also change what the ranks do (recorded as flags: they apply on resume too)."""
     if args.no_accelerator:
         config.dist.accelerator = False
+        origins["dist.accelerator"] = "flag --no-accelerator"
     if args.dist_backend:
         config.dist.backend = args.dist_backend
+        origins["dist.backend"] = "flag --dist-backend"
+
+
+def resumed_config(config: RunConfig, origins: dict[str, str]) -> RunConfig:
+    """On resume, the run's saved config with this launch's flags applied (resume_config.py); else `config`."""
+    from ..checkpoint.layout import list_checkpoints
+    from ..resume_config import reconcile, saved_config
+
+    if config.train.init_model or not list_checkpoints(config.run_dir / "checkpoints"):
+        return config
+    saved = saved_config(config.run_dir)
+    if saved is None:
+        return config
+    reconciled = reconcile(config, origins, saved)
+    for line in reconciled.report():
+        print(line, file=sys.stderr)
+    return reconciled.config
 
 
 def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_node: int) -> None:
@@ -65,18 +83,25 @@ def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_nod
 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
-    config, _ = resolve_config(composed, args)
-    apply_launcher_overrides(config, args)
+    config, origins = resolve_config(composed, args)
+    apply_launcher_overrides(config, args, origins)
     config_path = config.run_dir / "config.yaml"
+    existing_run = config_path.is_file()
     plan = plan_launch(args, config_path)
-    check_data_layout(config, args, plan.nproc_per_node)
     probe(config.run_dir)  # another job writes here: stop before touching its config
-    write_config(config, config_path)
+    config = resumed_config(config, origins)
+    check_data_layout(config, args, plan.nproc_per_node)
     if args.dry_run:
-        print(f"# resolved config written to {config_path}")
+        # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
+        if existing_run:
+            print(f"# dry run: the run's {config_path} is left as it is")
+        else:
+            write_config(config, config_path)
+            print(f"# resolved config written to {config_path}")
         for key, value in plan.env.items():
             print(f"# env: {key}={value!r}")
         print(plan.shell())
         return 0
+    write_config(config, config_path)
     print(f"forgather: {plan.shell()}", file=sys.stderr)
     return execute(plan)
