@@ -9,6 +9,7 @@ from typing import Any
 from ..config import RunConfig, write_config
 from ..errors import DataError
 from ..launch import add_launch_arguments, execute, plan_launch
+from ..preflight import preflight
 from ..run_lock import probe
 from .common import add_project_flags, resolve_config
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     config_path = config.run_dir / "config.yaml"
     existing_run = config_path.is_file()
     plan = plan_launch(args, config_path)
+    preflight(args, config.run_dir)
     probe(config.run_dir)  # another job writes here: stop before touching its config
     config = resumed_config(config, origins)
     check_data_layout(config, args, plan.nproc_per_node)

@@ -215,3 +215,37 @@ def test_starting_over_archives_the_old_runs_logs(project):
     assert sorted(metrics(project)) == [1, 2]  # only the new run's steps
     archived = list((project / "output" / "archive").glob("runs-*/metrics.jsonl"))
     assert len(archived) == 1 and '"step": 4' in archived[0].read_text()
+
+
+FULL_DISK = """
+import resource, signal
+import forgather.checkpoint.save as save
+
+_original = save._write_and_publish
+
+
+def full(*args, **kwargs):  # from the first checkpoint on, no file may grow past 64 KiB: as a full disk refuses
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so writes fail with an error instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return _original(*args, **kwargs)
+
+
+save._write_and_publish = full
+"""
+
+
+def test_a_failed_save_is_one_line_leaves_no_partial_checkpoint_and_keeps_the_previous(project, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK)
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    import subprocess
+    import sys
+
+    failed = subprocess.run([sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--init-model"],
+                            cwd=project, capture_output=True, text=True, timeout=240, env=env)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    line = failed.stderr.strip().splitlines()[-1]
+    assert "saving the step-2 checkpoint failed:" in line and "File too large" in line
+    assert "Traceback" not in failed.stderr
+    assert not list((project / "output" / "checkpoints").glob("*"))  # neither step-000002 nor a .tmp dir
