@@ -56,9 +56,10 @@ def open_order(name: str, corpus: str, cache: Path):
 def training_blocks(name: str, data, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first `count` blocks one process reads in this order (global positions 0, 1, 2, ...)."""
     stream = data.train
-    if name == "uniform":
+    if name == "uniform":  # epoch after epoch, each a new uniform permutation of all blocks
         every = [b for s in range(stream.shards) for b in stream.epoch_blocks(s, 0)]
-        order = np.random.default_rng(0).permutation(len(every))
+        rng = np.random.default_rng(0)
+        order = np.concatenate([rng.permutation(len(every)) for _ in range(-(-count // len(every)))])
         return [every[i] for i in order[:count]]
     readers = [stream.reader(s) for s in range(stream.shards)]
     return [readers[k % stream.shards].next_block() for k in range(count)]

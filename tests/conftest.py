@@ -52,6 +52,11 @@ def set_in_project(project: Path, section: str, line: str) -> None:
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     """A project extending templates/base.yaml with its own tiny model project and two flags."""
+    return make_tiny_project(tmp_path)
+
+
+def make_tiny_project(tmp_path: Path) -> Path:
+    """Write the tiny project (model project, 120-document corpus, project.yaml) under tmp_path."""
     write(tmp_path / "models" / "toy" / "base.yaml", """
         architecture: llama
         vocab_size: 300
