@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgather.errors import ModelError
-from forgather.models.attention import (AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask,
-                                        check_attn_implementation)
+from forgather.models.attention import AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask
+from forgather.models.attention_plan import check_attn_implementation, plan_attention
 from forgather.models.init import init_transformer
 from forgather.models.loss import head_cross_entropy_sum
 from forgather.models.spec import ModelSpec
@@ -137,7 +137,7 @@ def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
 class Transformer(nn.Module):
     """Decoder-only LM: embed → blocks → (final norm) → lm_head. forward returns logits [B, T, V]."""
 
-    def __init__(self, spec: ModelSpec, attn_implementation: str = "sdpa"):
+    def __init__(self, spec: ModelSpec, attn_implementation: str = "auto"):
         super().__init__()
         self.spec = spec.validate()
         self.attn_implementation = check_attn_implementation(attn_implementation)
@@ -186,7 +186,8 @@ class Transformer(nn.Module):
         x = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta, x.dtype)
         if cache is None:
-            mask = build_attention_mask(document_ids, b, t, self.attn_implementation, input_ids.device)
+            backend = plan_attention(self.attn_implementation, input_ids.device.type).backend(document_ids is not None)
+            mask = build_attention_mask(document_ids, b, t, backend, input_ids.device)
         else:
             mask = cached_attention_mask(t, start + t, self.attn_implementation, input_ids.device)
         for block in self.layers:
@@ -202,7 +203,7 @@ class Transformer(nn.Module):
 
 def build_model(
     spec: ModelSpec,
-    attn_implementation: str = "sdpa",
+    attn_implementation: str = "auto",
     device: str | torch.device = "meta",
     dtype: torch.dtype | None = None,
 ) -> Transformer:

@@ -18,7 +18,7 @@ from ..dist.setup import DistInfo
 from ..errors import UserError
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
-from .step import eval_loss, train_step
+from .step import drop_single_document_ids, eval_loss, train_step
 
 
 class TrainingDiverged(UserError):
@@ -236,6 +236,7 @@ class Trainer:
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         device = self.info.device
+        batch = drop_single_document_ids(batch)
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _install_signal_handlers(self) -> None:

@@ -195,3 +195,18 @@ def test_bad_attn_implementation_is_model_error():
 def test_bad_spec_is_model_error():
     with pytest.raises(ModelError, match="num_kv_heads=3"):
         Transformer(tiny("llama", num_kv_heads=3))
+
+
+def test_auto_model_takes_the_plans_backend_per_packing(monkeypatch):
+    import forgather.models.transformer as transformer
+
+    seen = []
+    real = transformer.attend
+    monkeypatch.setattr(transformer, "attend", lambda q, k, v, mask: seen.append(
+        (mask.implementation, mask.causal_only)) or real(q, k, v, mask))
+    m = model("llama", "auto")
+    with torch.no_grad():
+        m(tokens(), document_ids=torch.tensor([[0] * 8 + [1] * 12, [4] * 20]))
+        m(tokens())
+    # On CPU both paths are SDPA (the dense mask is CPU's); each layer sees the same mask.
+    assert seen == [("sdpa", False)] * 2 + [("sdpa", True)] * 2
