@@ -22,7 +22,11 @@ from forgather.models.spec import ModelSpec
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm computed in fp32 then cast back (bit-compatible with HF's LlamaRMSNorm)."""
+    """RMSNorm computed in fp32 then cast back (bit-compatible with HF's LlamaRMSNorm in fp32).
+
+    The output keeps the input's dtype: under bf16 autocast the fp32 weight would otherwise promote a bf16
+    input (Qwen3's q/k norm) back to fp32, and attention would get q, k and v in different dtypes.
+    """
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -32,24 +36,29 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return (self.weight * xf.to(x.dtype)).to(x.dtype)
 
 
-def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [B, 1, T, head_dim] for per-token positions [B, T] (HF's half-split layout).
+def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 cos/sin tables [B, 1, T, head_dim] for per-token positions [B, T] (HF's half-split layout).
 
     Computed per forward rather than cached in a buffer so meta-device init needs no fix-up.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim))
     freqs = position_ids[..., None].float() * inv_freq  # [B, T, head_dim/2]
     emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    return emb.cos(), emb.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + D/2), HF's rotate_half convention, so HF weights need no permutation."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    """Rotate pairs (i, i + D/2), HF's rotate_half convention, so HF weights need no permutation.
+
+    The rotation runs in fp32 and the result takes x's dtype: q and k leave RoPE in the dtype v has (bf16
+    under autocast), which flex and flash-attn require, and large positions keep their fp32 angles.
+    """
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    return (xf * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -184,7 +193,7 @@ class Transformer(nn.Module):
             position_ids = (positions_from_documents(document_ids) if document_ids is not None
                             else torch.arange(start, start + t, device=input_ids.device)[None])  # cos/sin broadcast
         x = self.embed_tokens(input_ids)
-        cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta, x.dtype)
+        cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta)
         if cache is None:
             backend = plan_attention(self.attn_implementation, input_ids.device.type).backend(document_ids is not None)
             mask = build_attention_mask(document_ids, b, t, backend, input_ids.device)

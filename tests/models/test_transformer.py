@@ -154,7 +154,7 @@ def test_deepone_block_is_post_norm_with_alpha():
     from forgather.models.attention import build_attention_mask
     from forgather.models.transformer import rope_cos_sin
 
-    cos, sin = rope_cos_sin(torch.arange(4)[None], m.spec.attn_head_dim, m.spec.rope_theta, x.dtype)
+    cos, sin = rope_cos_sin(torch.arange(4)[None], m.spec.attn_head_dim, m.spec.rope_theta)
     mask = build_attention_mask(None, 1, 4, "sdpa", x.device)
     with torch.no_grad():
         h = block.input_layernorm(block.alpha * x + block.self_attn(x, cos, sin, mask))
@@ -210,3 +210,21 @@ def test_auto_model_takes_the_plans_backend_per_packing(monkeypatch):
         m(tokens())
     # On CPU both paths are SDPA (the dense mask is CPU's); each layer sees the same mask.
     assert seen == [("sdpa", False)] * 2 + [("sdpa", True)] * 2
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_under_bf16_autocast_attention_gets_q_k_v_in_one_dtype(arch, impl, monkeypatch):
+    # RoPE's fp32 tables (and Qwen3's fp32 q/k-norm weights) used to promote q and k to fp32 while v stayed
+    # bf16: flash-attn raises on that, flex may, and SDPA silently casts.
+    import forgather.models.transformer as transformer
+
+    seen = set()
+    real = transformer.attend
+    monkeypatch.setattr(transformer, "attend", lambda q, k, v, mask: seen.add((q.dtype, k.dtype, v.dtype))
+                        or real(q, k, v, mask))
+    m = model(arch, impl)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        m(tokens(), document_ids=torch.tensor([[0] * 8 + [1] * 12, [4] * 20]))
+        m(tokens())
+    assert seen == {(torch.bfloat16,) * 3}
