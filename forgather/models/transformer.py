@@ -17,7 +17,7 @@ from forgather.errors import ModelError
 from forgather.models.attention import AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask
 from forgather.models.attention_plan import check_attn_implementation, plan_attention
 from forgather.models.init import init_transformer
-from forgather.models.loss import head_cross_entropy_sum
+from forgather.models.loss import compute_dtype, head_cross_entropy_sum
 from forgather.models.spec import ModelSpec
 
 
@@ -69,7 +69,6 @@ class Attention(nn.Module):
         h, d = spec.hidden_size, spec.attn_head_dim
         self.layer = layer  # which slot of a KVCache is ours
         self.head_dim = d
-        self.heads = (spec.num_heads, spec.num_kv_heads, spec.num_kv_heads)  # q, k, v
         self.q_proj = nn.Linear(h, spec.num_heads * d, bias=False)
         self.k_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
         self.v_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
@@ -81,10 +80,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 cache: KVCache | None = None) -> torch.Tensor:
         b, t, _ = x.shape
-        # One matmul for q, k and v: the weights stay separate (HF's names), and concatenating them is
-        # cheap next to the matmul it saves, whose backward also needs one grad-input matmul, not three.
-        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-        q, k, v = F.linear(x, w).view(b, t, -1, self.head_dim).split(self.heads, dim=2)
+        # Three matmuls, not one on concatenated weights: a concatenation is a fresh copy of the weights that
+        # autograd keeps until backward (under FSDP2 it pins what resharding frees); see BENCHMARKS.md.
+        # x is cast once, not by autocast once per matmul (each cast is a copy kept for backward).
+        x = x.to(compute_dtype(x))
+        q = self.q_proj(x).view(b, t, -1, self.head_dim)
+        k = self.k_proj(x).view(b, t, -1, self.head_dim)
+        v = self.v_proj(x).view(b, t, -1, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -105,9 +107,8 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(spec.intermediate_size, spec.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # gate and up as one matmul, for the same reason as q/k/v in Attention.
-        gate, up = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight))).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        x = x.to(compute_dtype(x))  # once for both matmuls, as in Attention
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):

@@ -228,3 +228,28 @@ def test_under_bf16_autocast_attention_gets_q_k_v_in_one_dtype(arch, impl, monke
         m(tokens(), document_ids=torch.tensor([[0] * 8 + [1] * 12, [4] * 20]))
         m(tokens())
     assert seen == {(torch.bfloat16,) * 3}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-params-as-fsdp2-unshards"])
+def test_backward_keeps_no_copy_of_the_projection_weights(dtype):
+    # Concatenated q/k/v (gate/up) weights were a fresh tensor per forward that autograd kept until backward:
+    # extra weight memory, and under FSDP2 a copy of the unsharded weights that resharding cannot free.
+    m = model("llama").to(dtype)
+    params = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    block = m.layers[0]
+    weight_shapes = {tuple(p.shape) for p in block.parameters() if p.dim() == 2}
+    a, mlp = block.self_attn, block.mlp
+    weight_shapes |= {(a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
+                      (2 * mlp.gate_proj.out_features, mlp.gate_proj.in_features)}
+    weight_shapes |= {shape[::-1] for shape in weight_shapes}  # linear saves its weight transposed
+    copies = []
+
+    def pack(t):
+        if t.dim() == 2 and tuple(t.shape) in weight_shapes and t.untyped_storage().data_ptr() not in params:
+            copies.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = m(tokens(), labels=tokens(seed=1))
+    loss.backward()
+    assert copies == []
