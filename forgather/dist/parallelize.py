@@ -6,6 +6,8 @@ parallelised (the torchtitan split between model.py and parallelize.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -36,13 +38,15 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def wrap_fsdp2(model: nn.Module, info: DistInfo, param_dtype: torch.dtype | None) -> nn.Module:
-    """fully_shard each block, then the root; bf16 params with fp32 reduction when `param_dtype` is bf16."""
+def wrap_fsdp2(model: nn.Module, info: DistInfo, policy: Any) -> nn.Module:
+    """fully_shard each block, then the root, with `policy` (a MixedPrecisionPolicy), on any world size.
+
+    One process shards too: `--dist-mode fsdp2` then runs the same code path and precision as on many.
+    """
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
-    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
     for block in model.layers:
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)

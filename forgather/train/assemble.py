@@ -19,6 +19,8 @@ from ..errors import ModelError
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
+from .describe import describe_policies
+from .precision import PrecisionPlan, apply_process_settings, fsdp_mixed_precision, plan_precision
 from .trainer import Components, Trainer
 
 
@@ -106,7 +108,8 @@ def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
     return config.train.compile if config.train.compile is not None else info.device.type == "cuda"
 
 
-def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer) -> nn.Module:
+def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer,
+                        precision: PrecisionPlan) -> nn.Module:
     """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
     seed_everything(config.seed)
     model = build_model(spec, config.model.attn_implementation, device=info.device)
@@ -119,9 +122,8 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     use_compile = compile_enabled(config, info)
     if use_compile:
         apply_compile(model)
-    if config.dist.mode == "fsdp2" and info.world_size > 1:
-        bf16 = info.device.type == "cuda" and train.precision != "fp32"
-        return wrap_fsdp2(model, info, torch.bfloat16 if bf16 else None)
+    if config.dist.mode == "fsdp2":
+        return wrap_fsdp2(model, info, fsdp_mixed_precision(precision))
     return wrap_ddp(model, info)
 
 
@@ -157,6 +159,10 @@ def train(config: RunConfig, info: DistInfo) -> int:
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+    precision = plan_precision(config.train.precision, info.device.type)
+    apply_process_settings(precision)
+    if info.is_main:
+        print("\n".join(describe_policies(config, info, precision)), flush=True)
 
     dspec = data_spec(config, config.train.batch_size)
     dispatch = config.dist.mode == "dispatch" and info.world_size > 1
@@ -167,7 +173,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
         checkpointer.tokenizer = data.tokenizer
     train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
-    model = build_wrapped_model(config, spec, info, checkpointer)
+    model = build_wrapped_model(config, spec, info, checkpointer, precision)
     if config.train.verbose_info and info.is_main:
         print_run_description(config, spec, info, data, dspec)
 
@@ -177,6 +183,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         train_batches=train_loader,
         eval_batches=eval_loader,
         tokens_per_batch=dspec.batch_size * dspec.block_size,
+        precision=precision,
         checkpointer=checkpointer,
     )
     return Trainer(config, info, parts).fit()

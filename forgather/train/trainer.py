@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
@@ -18,6 +17,7 @@ from ..dist.setup import DistInfo
 from ..errors import UserError
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
+from .precision import PrecisionPlan, autocast
 from .step import drop_single_document_ids, eval_loss, train_step
 
 
@@ -50,6 +50,7 @@ class Components:
     train_batches: Any  # iterable of batch dicts, with state_dict()/load_state_dict()
     eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None
     tokens_per_batch: int  # tokens in one rank's micro-batch
+    precision: PrecisionPlan
     checkpointer: Any = None  # save(step, model, optimizer, trainer_state, data_state) / resume(model, optimizer)
 
 
@@ -88,18 +89,11 @@ class Trainer:
         lr = scaled_learning_rate(cfg, self.tokens_per_step)
         self.optimizer = build_optimizer(self.model, cfg, lr, self.info.device)
         self.scheduler = build_scheduler(self.optimizer, cfg, max(self.total_steps, 1))
-        self.autocast = self._autocast()
+        self.autocast = autocast(self.parts.precision)
         self._resume()
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
                                      self.info.world_size)
-
-    def _autocast(self) -> contextlib.AbstractContextManager | None:
-        precision = self.train_cfg.precision
-        use_bf16 = precision == "bf16" or (precision == "auto" and self.info.device.type == "cuda")
-        if not use_bf16 or self.config.dist.mode == "fsdp2":
-            return None  # FSDP2 casts parameters itself through its MixedPrecisionPolicy
-        return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
 
     def _resume(self) -> None:
         if self.parts.checkpointer is None:
