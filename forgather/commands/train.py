@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from ..config import RunConfig, write_config
+from ..errors import UserError
 from ..launch import add_launch_arguments, execute, plan_launch
+from ..preflight import launch_problems
 from .common import add_project_flags, resolve_config
 
 EXAMPLES = """examples:
@@ -39,12 +42,17 @@ def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace) -> Non
 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
-    config, _ = resolve_config(composed, args)
+    config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args)
+    problems = launch_problems(config, args, origins, os.environ)
+    if problems and not args.dry_run:
+        raise UserError(problems[0])  # before torchrun and before any data is prepared
     config_path = config.run_dir / "config.yaml"
     plan = plan_launch(args, config_path)
     write_config(config, config_path)
     if args.dry_run:
+        for problem in problems:  # the command may be meant for another machine: say, don't refuse
+            print(f"# warning: {problem}")
         print(f"# resolved config written to {config_path}")
         for key, value in plan.env.items():
             print(f"# env: {key}={value!r}")

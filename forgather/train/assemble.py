@@ -15,7 +15,8 @@ from ..config import RunConfig
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
+from ..models.attention_plan import training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
@@ -160,6 +161,9 @@ def train(config: RunConfig, info: DistInfo) -> int:
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
     precision = plan_precision(config.train.precision, info.device.type)
+    problem = training_problem(config.model.attn_implementation, info.device.type, precision.compute)
+    if problem:  # the CLI checked this already, unless the ranks got another device than it saw
+        raise ConfigError(f"model.attn_implementation={config.model.attn_implementation}: {problem}")
     apply_process_settings(precision)
     if info.is_main:
         print("\n".join(describe_policies(config, info, precision)), flush=True)
