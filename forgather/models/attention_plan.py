@@ -47,6 +47,11 @@ class AttentionPlan:
     causal: str  # rows holding one document each (no document_ids)
     note: str = ""  # the cost of a slow choice, said once at start
 
+    @property
+    def compiles_whole(self) -> bool:
+        """Whether a block using these backends traces into one graph (fullgraph compile; tests/dist pin it)."""
+        return {self.packed, self.causal} <= {"eager", "sdpa", "flex_attention"}
+
     def backend(self, packed: bool) -> str:
         """The backend for a forward with (packed=True) or without document boundaries."""
         return self.packed if packed else self.causal

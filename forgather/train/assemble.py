@@ -16,7 +16,7 @@ from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
 from ..errors import ConfigError, ModelError
-from ..models.attention_plan import training_problem
+from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
@@ -120,9 +120,8 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     train = config.train
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
-    use_compile = compile_enabled(config, info)
-    if use_compile:
-        apply_compile(model)
+    if compile_enabled(config, info):
+        apply_compile(model, fullgraph=plan_attention(config.model.attn_implementation, info.device.type).compiles_whole)
     if config.dist.mode == "fsdp2":
         return wrap_fsdp2(model, info, fsdp_mixed_precision(precision))
     return wrap_ddp(model, info)
@@ -188,6 +187,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         eval_batches=eval_loader,
         tokens_per_batch=dspec.batch_size * dspec.block_size,
         precision=precision,
+        compiled=compile_enabled(config, info),
         checkpointer=checkpointer,
     )
     return Trainer(config, info, parts).fit()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo
 from .agreement import StepAgreement
 from .health import LossMonitor, TrainingDiverged  # noqa: F401 (TrainingDiverged: the trainer's error)
@@ -50,6 +51,7 @@ class Components:
     eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None
     tokens_per_batch: int  # tokens in one rank's micro-batch
     precision: PrecisionPlan
+    compiled: bool = False  # blocks under torch.compile: graph breaks are reported after the first step
     checkpointer: Any = None  # save(step, model, optimizer, trainer_state, data_state) / resume(model, optimizer)
 
 
@@ -150,6 +152,7 @@ class Trainer:
 
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
+        self._first_step = self.state.step
         while self.state.step < self.total_steps:
             if self.agreement.exchange(stop=self.stop_requested)["stop"]:
                 self._save("signal")
@@ -163,6 +166,8 @@ class Trainer:
             self.state.tokens += self.tokens_per_step
             self.meter.add(self.tokens_per_step, data_wait)
             self.losses.add(loss)
+            if self.parts.compiled and self.state.step == self._first_step + 1:
+                self.sink.message(describe_graph_breaks(graph_breaks()))  # every block has compiled by now
             self._after_step(grad_norm)
             if self._patience_exhausted():
                 self.sink.message(f"early stopping at step {self.state.step}: no better eval loss in "
@@ -184,6 +189,8 @@ class Trainer:
             scalars = {"loss": self.state.loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm.item(),
                        "tokens": float(self.state.tokens), **self.meter.report(), **memory_stats(self.info.device),
                        **local_state_bytes(self.model, self.optimizer)}
+            if self.parts.compiled:
+                scalars["compile/graph_breaks"] = float(sum(graph_breaks().values()))
         if self.eval_every and step % self.eval_every == 0:
             with self.meter.excluded():
                 scalars.update(self._evaluate_and_track())

@@ -74,7 +74,7 @@ class ScaleLossAt(nn.Module):
         return out * self.factor if self.calls == self.step else out
 
 
-def make_trainer(config: RunConfig, wrap=lambda m: m, checkpointer: Any = None) -> Trainer:
+def make_trainer(config: RunConfig, wrap=lambda m: m, checkpointer: Any = None, compiled: bool = False) -> Trainer:
     """A world-1 CPU trainer over PackedBatches."""
     spec = ModelSpec.from_dict(config.model.arch)
     torch.manual_seed(0)
@@ -82,5 +82,5 @@ def make_trainer(config: RunConfig, wrap=lambda m: m, checkpointer: Any = None) 
     info = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend="gloo")
     parts = Components(model=model, flops_per_token=1.0, train_batches=PackedBatches(spec.vocab_size),
                        eval_batches=None, tokens_per_batch=BATCH * LENGTH, precision=plan_precision("fp32", "cpu"),
-                       checkpointer=checkpointer)
+                       compiled=compiled, checkpointer=checkpointer)
     return Trainer(config, info, parts)
