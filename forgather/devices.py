@@ -1,4 +1,5 @@
-"""GPU facts without torch: what NVML sees, how CUDA_VISIBLE_DEVICES maps onto it, which GPU a rank takes.
+"""GPU facts without torch: what NVML sees, how CUDA_VISIBLE_DEVICES maps onto it, which GPU a rank takes,
+and the dense bf16 peak of a GPU model (for MFU).
 
 The CLI uses these before torchrun starts (it must not import torch); the ranks use the same rules, so the
 launcher and the ranks never disagree about which GPU is which.
@@ -6,6 +7,7 @@ launcher and the ranks never disagree about which GPU is which.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +106,35 @@ def visible_gpu_count(environ: dict[str, str], gpus: list[Gpu] | None = None) ->
         return len(entries)
     return len(nvml_gpus() if gpus is None else gpus)
 
+
+# Dense bf16 tensor-core peak per device (no sparsity), from the vendors' datasheets. Each key is the whole
+# words of the device name that identify it ("NVIDIA H100 80GB HBM3" is an H100 SXM); a variant comes
+# before its base model, and "L4" never matches "L40" (whole words, not substrings).
+PEAK_BF16_FLOPS: list[tuple[tuple[str, ...], float]] = [
+    (("H100", "PCIe"), 756e12),
+    (("H100", "NVL"), 835e12),
+    (("H100",), 989e12),
+    (("H200", "NVL"), 835e12),
+    (("H200",), 989e12),
+    (("GH200",), 989e12),
+    (("H800",), 989e12),
+    (("A100",), 312e12),
+    (("A800",), 312e12),
+    (("L40S",), 362e12),
+    (("L40",), 181e12),
+    (("L4",), 121e12),
+    (("A10G",), 125e12),
+    (("A10",), 125e12),
+    (("RTX", "4090"), 165e12),
+    (("RTX", "3090"), 71e12),
+    (("B200",), 2250e12),
+]
+
+
+def peak_flops_for_name(name: str) -> float | None:
+    """Dense bf16 peak FLOP/s for a GPU name as CUDA reports it, or None when the model is not in the table."""
+    words = {w.upper() for w in re.findall(r"[A-Za-z0-9]+", name)}
+    for key, flops in PEAK_BF16_FLOPS:
+        if all(part.upper() in words for part in key):
+            return flops
+    return None

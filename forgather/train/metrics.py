@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -15,40 +14,7 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 
-from ..devices import nvml_selector
-
-# Dense bf16 tensor-core peak per device (no sparsity), from the vendors' datasheets. Each key is the whole
-# words of the device name that identify it ("NVIDIA H100 80GB HBM3" is an H100 SXM); a variant comes
-# before its base model, and "L4" never matches "L40" (whole words, not substrings).
-PEAK_BF16_FLOPS: list[tuple[tuple[str, ...], float]] = [
-    (("H100", "PCIe"), 756e12),
-    (("H100", "NVL"), 835e12),
-    (("H100",), 989e12),
-    (("H200", "NVL"), 835e12),
-    (("H200",), 989e12),
-    (("GH200",), 989e12),
-    (("H800",), 989e12),
-    (("A100",), 312e12),
-    (("A800",), 312e12),
-    (("L40S",), 362e12),
-    (("L40",), 181e12),
-    (("L4",), 121e12),
-    (("A10G",), 125e12),
-    (("A10",), 125e12),
-    (("RTX", "4090"), 165e12),
-    (("RTX", "3090"), 71e12),
-    (("B200",), 2250e12),
-]
-
-
-def peak_flops_for_name(name: str) -> float | None:
-    """Dense bf16 peak FLOP/s for a GPU name as CUDA reports it, or None when the model is not in the table."""
-    words = {w.upper() for w in re.findall(r"[A-Za-z0-9]+", name)}
-    for key, flops in PEAK_BF16_FLOPS:
-        if all(part.upper() in words for part in key):
-            return flops
-    return None
-
+from ..devices import nvml_selector, peak_flops_for_name
 
 def peak_flops(device: torch.device, override: float | None) -> float | None:
     """Peak FLOP/s of one device: the config's value, else the GPU table; None when unknown (CPU)."""

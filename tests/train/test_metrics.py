@@ -1,4 +1,4 @@
-"""Throughput and MFU windows, the peak-FLOPs table and NVML device mapping."""
+"""Throughput and MFU windows, and the peak-FLOPs table they divide by."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from forgather.devices import peak_flops_for_name
 from forgather.train.metrics import ThroughputMeter
 
 
@@ -42,6 +43,4 @@ def test_eval_and_save_time_is_left_out_of_throughput_and_mfu():
     ("NVIDIA H1000", None),
 ])
 def test_peak_flops_matches_whole_model_names(name, flops):
-    from forgather.train.metrics import peak_flops_for_name
-
     assert peak_flops_for_name(name) == flops
