@@ -49,7 +49,11 @@ class AttentionPlan:
 
     @property
     def compiles_whole(self) -> bool:
-        """Whether a block using these backends traces into one graph (fullgraph compile; tests/dist pin it)."""
+        """Whether a block using these backends traces into one graph, so it can compile with fullgraph=True.
+
+        eager, sdpa and flex do (tests/distributed/test_parallelize.py traces each); flash-attn's external
+        kernels are not pinned by any test here.
+        """
         return {self.packed, self.causal} <= {"eager", "sdpa", "flex_attention"}
 
     def backend(self, packed: bool) -> str:

@@ -121,7 +121,8 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
     if compile_enabled(config, info):
-        apply_compile(model, fullgraph=plan_attention(config.model.attn_implementation, info.device.type).compiles_whole)
+        attention = plan_attention(config.model.attn_implementation, info.device.type)
+        apply_compile(model, fullgraph=attention.compiles_whole)
     if config.dist.mode == "fsdp2":
         return wrap_fsdp2(model, info, fsdp_mixed_precision(precision))
     return wrap_ddp(model, info)
