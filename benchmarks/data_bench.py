@@ -1,14 +1,18 @@
-"""Data path: tokenize+pack throughput, cached read throughput, seek/resume at the end, packing fill.
+"""Data path: prepare throughput at 1 and 2 processes, per-rank tokenization, reads, resume, fill, first step at scale.
 
-The three sub-datasets of ../shared/data/corpus with the SmolLM2 tokenizer, as a training run reads them.
-Goals (issue 4): fill >= 99% at 4096; seek at the end of the stream < 1 s.
-Usage: python -m benchmarks.data_bench [--json FILE]
+The three sub-datasets of ../shared/data/corpus with the SmolLM2 tokenizer, with the default stream settings
+(8 shards, chunks of 4,194,304 tokens, shuffled).
+Goals (issue 12): prepare ≥ 1.8× faster with 2 processes than 1; each of W ranks tokenizes 1/W of the documents.
+Usage: python -m benchmarks.data_bench [--repeats 3] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,25 +21,41 @@ from .common import spread, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+CORPUS_TOKENS_20B = 20_000_000_000  # configs/smollm_corpus.yaml's budget: one epoch of its slices
 
 
-def spec_for(corpus: Path, tokenizer: Path, cache: Path, block_size: int, workers: int, mode: str = "cached"):
-    """All three corpus files, SmolLM2 tokenizer, window 64."""
+def spec_dict(corpus: Path, tokenizer: Path, cache: Path, block_size: int = 4096, **extra) -> dict:
+    """All three corpus files, SmolLM2 tokenizer, window 64, default shards/chunks/shuffle."""
+    return {"sources": [{"path": str(p)} for p in sorted(corpus.glob("*.parquet"))],
+            "tokenizer": {"path": str(tokenizer)}, "block_size": block_size, "pack_window": 64,
+            "cache_dir": str(cache), **extra}
+
+
+PREPARE = """
+import json, sys, time
+from forgather.data.prepare import prepare_in_process
+from forgather.data.spec import DataSpec
+spec = DataSpec.from_dict(json.loads(sys.argv[1]))
+started = time.perf_counter()
+prepare_in_process(spec, out=open("/dev/null", "w"))
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def timed_prepare(spec: dict, single_threaded: bool) -> float:
+    """Seconds for `prepare_in_process` in a fresh interpreter (a fresh cache every time)."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false" if single_threaded else "true"}
+    done = subprocess.run([sys.executable, "-c", PREPARE, json.dumps(spec)], capture_output=True, text=True, env=env,
+                          cwd=REPO, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def corpus_tokens(corpus: Path, tokenizer: Path, cache: Path) -> int:
+    from forgather.data.loader import open_data
     from forgather.data.spec import DataSpec
 
-    return DataSpec.from_dict({
-        "sources": [{"path": str(p)} for p in sorted(corpus.glob("*.parquet"))],
-        "tokenizer": {"path": str(tokenizer)}, "block_size": block_size, "pack_window": 64,
-        "cache_dir": str(cache), "num_workers": workers, "mode": mode})
-
-
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+    train = open_data(DataSpec.from_dict(spec_dict(corpus, tokenizer, cache))).train
+    return sum(c.used for s in range(train.shards) for c in train.chunks(s))
 
 
 def main() -> None:
@@ -46,72 +66,122 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from forgather.data.cache import CachedEpoch
-    from forgather.data.loader import BlockLoader, open_data
+    from forgather.data.loader import ShardedLoader, open_data
+    from forgather.data.spec import DataSpec
 
-    cores = os.cpu_count() or 1
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # Warm the datasets arrow cache: the timings measure tokenize+pack, not the one-off parquet conversion.
-        open_data(spec_for(args.corpus, args.tokenizer, tmp / "warm", 4096, 1))
-        for workers in sorted({1, cores}):
-            label = "in-process (the tokenizers library's own threads)" if workers == 1 else f"{workers}-process pool"
+        tokens = corpus_tokens(args.corpus, args.tokenizer, tmp / "count")  # also warms the datasets arrow cache
+        results["corpus_tokens"] = tokens
 
-            built: list[int] = []
+        # 1. prepare: one process vs a pool of two, each tokenizer single-threaded (the sharding's own scaling),
+        # then with the tokenizers library's threads on (what a user gets by default); runs alternate.
+        for threaded in (False, True):
+            times: dict[int, list[float]] = {1: [], 2: []}
+            for r in range(args.repeats):
+                for workers in (1, 2) if r % 2 == 0 else (2, 1):
+                    cache = Path(tempfile.mkdtemp(dir=tmp))
+                    times[workers].append(timed_prepare(spec_dict(args.corpus, args.tokenizer, cache,
+                                                                  num_workers=workers), not threaded))
+            rate = {w: spread([tokens / t for t in ts]) for w, ts in times.items()}
+            ratio = spread([a / b for a, b in zip(times[1], times[2])])
+            key = "threads" if threaded else "one_core"
+            results[f"prepare_{key}"] = {"tokens_per_s": rate, "speedup_2_vs_1": ratio}
+            label = "tokenizer threads on" if threaded else "one core per process (TOKENIZERS_PARALLELISM=false)"
+            rows.append((f"prepare, {label}: 1 process → 2-process pool over shards",
+                         f"{rate[1]['median']:,.0f} → {rate[2]['median']:,.0f} tokens/s; speedup "
+                         f"{ratio['median']:.2f}× median of {args.repeats} paired runs"))
 
-            def build() -> None:  # a fresh cache dir each time, so every repeat really tokenizes and packs
-                cache = Path(tempfile.mkdtemp(dir=tmp))
-                epoch = open_data(spec_for(args.corpus, args.tokenizer, cache, 4096, workers)).train.epoch(0)
-                built.append(epoch.manifest["tokens"])
+        # 2. tokenization volume per rank, streaming: rank 0 of W reads one epoch of its shards
+        for world in (1, 2, 4):
+            data = open_data(DataSpec.from_dict(spec_dict(args.corpus, args.tokenizer, tmp / "v", mode="streaming",
+                                                          batch_size=1)))
+            loader = ShardedLoader(data.train, 1, 0, world, prefetch=0)
+            shortest = min(sum(c.num_blocks for c in data.train.chunks(s)) for s in loader.owned)
+            data.train.documents_tokenized = 0
+            it = iter(loader)
+            for _ in range(shortest * len(loader.owned)):  # every owned shard through its epoch 0, none past it
+                next(it)
+            share = data.train.documents_tokenized / sum(data.train.counts)
+            results[f"tokenized_share_w{world}"] = share
+            rows.append((f"streaming, W={world}: documents rank 0 tokenizes for one epoch of its shards",
+                         f"{share:.3f} of all documents (goal 1/W = {1 / world:.3f})"))
 
-            times = timed(build, args.repeats)
-            tokens = built[-1]
-            tps = spread([tokens / t for t in times])
-            results[f"tokenize_pack_{workers}"] = {"tokens": tokens, "tokens_per_s": tps}
-            rows.append((f"tokenize+pack, {label}, block 4096",
-                         f"{tps['median']:,.0f} tokens/s median ({tps['median'] / cores:,.0f} per core "
-                         f"on {cores}; {tps['min']:,.0f}–{tps['max']:,.0f}; {tokens:,} tokens)"))
-        data = open_data(spec_for(args.corpus, args.tokenizer, tmp / "read", 4096, 1))
-        epoch = data.train.epoch(0)
-        for loader_workers in (0, 2):
-            def read() -> None:
-                for _ in BlockLoader(data.train, 8, 0, 1, loader_workers, epochs=1):
-                    pass
+        # 3. reads and resume
+        cache = tmp / "read"
+        spec = DataSpec.from_dict(spec_dict(args.corpus, args.tokenizer, cache, batch_size=8))
+        data = open_data(spec)
+        blocks = sum(c.num_blocks for s in range(data.train.shards) for c in data.train.chunks(s))
 
-            tps = spread([epoch.num_blocks // 8 * 8 * 4096 / t for t in timed(read, args.repeats)])
-            results[f"cached_read_{loader_workers}_workers"] = tps
-            rows.append((f"cached read through the loader, batch 8 × 4096, {loader_workers} loader workers",
-                         f"{tps['median']:,.0f} tokens/s median ({tps['min']:,.0f}–{tps['max']:,.0f})"))
-        # Seek: a fresh handle on the cache and the last block (what a resume at the end of the stream does).
-        seek = [s * 1e3 for s in timed(lambda: CachedEpoch.open(epoch.path, data.train.fingerprint).block(
-            epoch.num_blocks - 1), 50)]
-        results["cached_seek_last_block_ms"] = spread(seek)
-        rows.append(("cached: seek to the last block (open + read)", f"{spread(seek)['median']:.2f} ms median of 50 "
-                     f"({epoch.num_blocks:,} blocks)"))
-        # Streaming: resume from a state saved late in the epoch (lazy parquet seek + packer buffers) and pack
-        # the next block; the last blocks would only pop what the saved packer already holds.
-        streaming = open_data(spec_for(args.corpus, args.tokenizer, tmp / "stream", 4096, 1, "streaming")).train
-        packer, at = streaming.packer(0), int(0.9 * epoch.num_blocks)
-        for _ in range(at):
-            packer.next_block()
-        state = packer.state_dict()
-        resume = timed(lambda: streaming.packer(0, state).next_block(), args.repeats)
-        results["streaming_resume_s"] = {**spread(resume), "block": at, "document": state["pos"]}
-        rows.append((f"streaming: resume at block {at:,} (document {state['pos']:,}) and pack the next block",
-                     f"{spread(resume)['median'] * 1e3:.0f} ms median"))
+        def read_epoch() -> float:
+            loader, n = ShardedLoader(data.train, 8), blocks // 8
+            started = time.perf_counter()
+            for i, _ in enumerate(loader):
+                if i + 1 == n:
+                    break
+            return n * 8 * 4096 / (time.perf_counter() - started)
+
+        tps = spread([read_epoch() for _ in range(args.repeats)])
+        results["cached_read_tokens_per_s"] = tps
+        rows.append(("cached read through the loader (batch 8 × 4096, prefetch thread)",
+                     f"{tps['median']:,.0f} tokens/s median ({tps['min']:,.0f}–{tps['max']:,.0f})"))
+        for mode in ("cached", "streaming"):
+            stream = data.train if mode == "cached" else open_data(
+                DataSpec.from_dict(spec_dict(args.corpus, args.tokenizer, tmp / "s", mode="streaming"))).train
+            loader = ShardedLoader(stream, 8, prefetch=0)
+            it = iter(loader)
+            for _ in range(int(0.9 * blocks) // 8):
+                next(it)
+            state = loader.state_dict()
+
+            def resume() -> None:
+                fresh = ShardedLoader(stream, 8, prefetch=0)
+                fresh.load_state_dict(state)
+                next(iter(fresh))
+
+            seconds = []
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                resume()
+                seconds.append(time.perf_counter() - started)
+            results[f"{mode}_resume_s"] = spread(seconds)
+            rows.append((f"{mode}: resume at position {state['position']:,} of {blocks:,} and read the next batch",
+                         f"{spread(seconds)['median'] * 1e3:,.0f} ms median (opens or re-packs one chunk per shard)"))
+
+        # 4. fill
         for block in (512, 2048, 4096):
-            m = open_data(spec_for(args.corpus, args.tokenizer, tmp / f"b{block}", block, 1)).train.epoch(0).manifest
-            results[f"fill_{block}"] = {"fill": m["fill"], "blocks": m["num_blocks"], "split_docs": m["long_docs"]}
-            rows.append((f"fill at block {block} (window 64)",
-                         f"{m['fill']:.4%} ({m['num_blocks']:,} blocks, {m['long_docs']} documents split)"))
+            stream = open_data(DataSpec.from_dict(spec_dict(args.corpus, args.tokenizer, tmp / f"b{block}",
+                                                            block))).train
+            chunks = [c for s in range(stream.shards) for c in stream.chunks(s)]
+            capacity = sum(c.num_blocks for c in chunks) * block
+            fill, pad = sum(c.used for c in chunks) / capacity, sum(c.flush_padding for c in chunks) / capacity
+            results[f"fill_{block}"] = {"fill": fill, "chunk_end_padding": pad, "chunks": len(chunks)}
+            rows.append((f"fill at block {block} (8 shards, window 64)",
+                         f"{fill:.4%} ({len(chunks)} chunks; chunk ends pad {pad:.3%})"))
+
+    # 5. time to the first step of -c smollm_corpus on 8 nodes × 8 GPUs, from the measured per-core rate
+    per_core = results["prepare_one_core"]["tokens_per_s"][1]["median"]
+    chunk = 1 << 22
+    results["first_step_64_ranks_s"] = chunk / per_core
+    results["old_first_step_s"] = CORPUS_TOKENS_20B / (8 * per_core)
+    results["prepare_64_ranks_s"] = CORPUS_TOKENS_20B / 64 / per_core
+    rows.append(("-c smollm_corpus on 8×8 GPUs, streaming or an empty cache: packing before step 1",
+                 f"each rank packs 1 chunk of its 1 shard (64 shards): {chunk:,} tokens / {per_core:,.0f} tokens/s per "
+                 f"core = {results['first_step_64_ranks_s']:.0f} s"))
+    rows.append(("the same before sharding: each node's local rank 0 packed the whole epoch with 8 processes",
+                 f"20B tokens / (8 × {per_core:,.0f}) = {results['old_first_step_s'] / 3600:.1f} h, past the 30-minute "
+                 "collective timeout"))
+    rows.append(("`data prepare --nnodes 8 --nproc-per-node 8` of the 20B tokens (one core per rank)",
+                 f"{results['prepare_64_ranks_s'] / 60:.0f} min"))
     print("| measurement | result |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
-    fill, seek_ms = results["fill_4096"]["fill"], results["cached_seek_last_block_ms"]["median"]
-    print(f"\nGoal fill >= 99% at 4096: {'met' if fill >= 0.99 else 'NOT met'} ({fill:.2%}). "
-          f"Goal seek at the end < 1 s: {'met' if seek_ms < 1000 else 'NOT met'} ({seek_ms:.2f} ms cached, "
-          f"{results['streaming_resume_s']['median']:.3f} s streaming resume).")
+    speedup = results["prepare_one_core"]["speedup_2_vs_1"]["median"]
+    shares = [results[f"tokenized_share_w{w}"] * w for w in (1, 2, 4)]
+    print(f"\nGoal prepare ≥ 1.8× with 2 processes: {'met' if speedup >= 1.8 else 'NOT met'} ({speedup:.2f}×, one core "
+          f"per process). Goal 1/W of the documents per rank: {'met' if max(shares) < 1.1 else 'NOT met'} "
+          f"(share × W = {', '.join(f'{s:.2f}' for s in shares)}).")
     write_json(args.json, {"results": results})
 
 

@@ -56,10 +56,8 @@ def load_blocks(corpus: Path, cache: Path, seq: int, count: int) -> dict[str, to
     data = open_data(spec)
     if data.tokenizer.vocab_size > SHAPE["vocab_size"]:
         raise SystemExit(f"tokenizer vocab {data.tokenizer.vocab_size} exceeds model vocab {SHAPE['vocab_size']}")
-    epoch = data.train.epoch(0)
     picked = []
-    for k in range(epoch.num_blocks):
-        tokens, segments = epoch.block(k)
+    for tokens, segments in (b for s in range(data.train.shards) for b in data.train.epoch_blocks(s, 0)):
         if len(segments) >= 2 and int(segments[:, 1].sum()) == seq:  # multi-document, no padding
             picked.append((tokens, segments))
             if len(picked) == count:

@@ -13,9 +13,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .typed import from_plain, to_plain
-from .yamlio import Origins, dump_yaml
-
-import yaml
+from .yamlio import Origins, dump_yaml, parse_yaml
 
 
 @dataclass
@@ -72,6 +70,9 @@ class DistSection:
     mode: Literal["ddp", "fsdp2", "dispatch"]
     backend: Literal["auto", "nccl", "gloo"]
     accelerator: bool
+    init_timeout_minutes: float  # joining the job through the first training step (data, compile, first batch)
+    step_timeout_minutes: float  # any collective after the first step: a hung rank is declared dead after this
+    data_timeout_minutes: float  # `forgather data prepare` under torchrun: ranks meet once, when all are done
 
 
 @dataclass
@@ -83,6 +84,7 @@ class CheckpointSection:
     keep_last: int
     keep_best: int
     restore_dataset_state: bool
+    allow_tokenizer_change: bool
 
 
 @dataclass
@@ -100,6 +102,9 @@ class RunConfig:
     train: TrainSection
     dist: DistSection
     checkpoint: CheckpointSection
+    # Key paths whose values came from the environment, each with its `${env:...}` form: files and `config show`
+    # carry that form, never the value (a token or password stays in the environment); ranks fill it back in.
+    environment: dict[str, Any]
 
     def path(self, value: str) -> Path:
         """A path from the config, relative ones taken from the project directory."""
@@ -127,24 +132,69 @@ def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
     return config
 
 
+def default_dist_section(**overrides: Any) -> DistSection:
+    """templates/base.yaml's dist section with some values replaced (for entry points without a run config)."""
+    from .templates import TEMPLATES_DIR
+    from .yamlio import load_yaml
+
+    defaults, _ = load_yaml(TEMPLATES_DIR / "base.yaml")
+    return from_plain(DistSection, {**defaults["dist"], **overrides}, {"": "templates/base.yaml"})
+
+
+def config_tree(config: RunConfig, show_environment: bool = False) -> dict[str, Any]:
+    """The config as plain data, with values from the environment in their `${env:...}` form unless asked."""
+    from .templates import set_path
+
+    tree = to_plain(config)
+    if not show_environment:
+        for key_path, form in config.environment.items():
+            set_path(tree, key_path, form)
+    return tree
+
+
+def render_config(config: RunConfig) -> str:
+    """The YAML a run dir or a checkpoint keeps: no value from the environment in it."""
+    return dump_yaml(config_tree(config))
+
+
 def write_config(config: RunConfig, path: Path) -> None:
     """Write the resolved config that every rank reads (atomically, so ranks never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_yaml(to_plain(config)), encoding="utf-8")
+    tmp.write_text(render_config(config), encoding="utf-8")
     tmp.replace(path)
 
 
 def read_config(path: Path) -> RunConfig:
     """Load a resolved config written by the launcher."""
     try:
-        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: resolved config not found; start runs with `forgather train`") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed resolved config: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the resolved config: {exc}") from None
+    tree = parse_yaml(text, str(path))
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: not a resolved forgather config (expected a mapping of keys)")
     _fill_missing_defaults(tree)
+    tree.setdefault("environment", {})
+    _fill_environment(tree, str(path))
     return from_plain(RunConfig, tree, {"": str(path)})
+
+
+def _fill_environment(tree: dict[str, Any], where: str) -> None:
+    """Put this process's environment values back where the saved config holds `${env:...}` forms."""
+    from .templates import expand_env, get_path, set_path
+
+    forms = tree.get("environment")
+    if not isinstance(forms, dict):
+        raise ConfigError(f"{where}: 'environment' must map key paths to ${{env:...}} forms")
+    for key_path, form in forms.items():
+        try:
+            get_path(tree, key_path)
+        except KeyError:
+            raise ConfigError(f"{where}: environment entry '{key_path}' names no key of the config") from None
+        set_path(tree, key_path, expand_env(form, f"{where}: {key_path}"))
 
 
 def _fill_missing_defaults(tree: dict[str, Any]) -> None:

@@ -115,22 +115,12 @@ def eval_data_spec(options: EvalOptions, config: Any, max_positions: int) -> Any
 
 
 def rank_blocks(stream: Any, rank: int, world: int, limit: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Blocks k ≡ rank (mod world) among the first `limit` (all when None) of epoch 0, in order."""
-    if stream.mode == "cached":
-        epoch = stream.epoch(0)
-        total = epoch.num_blocks if limit is None else min(limit, epoch.num_blocks)
-        for k in range(rank, total, world):
-            yield epoch.block(k)
-        return
-    packer = stream.packer(0)  # streaming: every rank packs the whole stream and keeps its share
-    try:
-        for k, block in enumerate(packer):
-            if limit is not None and k >= limit:
-                break
-            if k % world == rank:
-                yield block.tokens, block.segments
-    finally:
-        packer.close()
+    """Blocks k ≡ rank (mod world) among the first `limit` (all when None) of one pass over a one-shard stream."""
+    for k, block in enumerate(stream.epoch_blocks(0, 0)):
+        if limit is not None and k >= limit:
+            return
+        if k % world == rank:
+            yield block
 
 
 def _batches(blocks: Iterator[tuple[np.ndarray, np.ndarray]], size: int) -> Iterator[list]:
@@ -197,16 +187,17 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
     spec = eval_data_spec(options, config, model.spec.max_position_embeddings)
 
     def open_split() -> Any:
-        data = open_data(spec)
+        data = open_data(spec, train_shards=1)  # one pass over one shard reads every block once
         stream = data.train if options.data is not None or options.split == "train" else data.val
         if stream is None:
             raise DataError("the run has no validation data (data.validation or data.validation_fraction); "
                             "use --split train or --data FILE")
         if stream.mode == "cached":
-            stream.epoch(0)  # build the cache here, before the other ranks of this node read it
+            for _ in stream.chunks(0):  # build the cache here, before the other ranks of this node read it
+                pass
         return data, stream
 
-    # Local rank 0 tokenizes and caches first (or re-trains the run's tokenizer if it is gone); the others reuse it.
+    # Local rank 0 opens first (and re-trains the run's tokenizer if it is gone); the others reuse it.
     data, stream = open_split() if local_rank == 0 else (None, None)
     _barrier(world)
     if local_rank != 0:
@@ -260,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(sys.argv[1:] if argv is None else argv))
     as_json = args.pop("json")
     options = EvalOptions(**args)
-    from .config import DistSection
+    from .config import default_dist_section
     from .dist.setup import DistInfo, run_rank
 
     def eval_rank(info: DistInfo) -> int:
@@ -269,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_results(results, as_json), flush=True)
         return 0
 
-    return run_rank("forgather eval", DistSection(mode="ddp", backend="auto", accelerator=options.accelerator),
-                    eval_rank)
+    return run_rank("forgather eval", default_dist_section(accelerator=options.accelerator), eval_rank)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import argparse
 import os
 import re
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ class LaunchPlan:
 
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
+    nproc_per_node: int = 1
 
     def shell(self) -> str:
         """One pasteable shell line that runs the same job."""
@@ -65,16 +65,14 @@ def max_restarts(torchrun_args: list[str]) -> int:
 
 
 def torchrun_prefix() -> list[str]:
-    """The torchrun beside this interpreter, else the same module via `python -m`."""
-    candidate = Path(sys.executable).with_name("torchrun")
-    if candidate.is_file():
-        return [str(candidate)]
-    found = shutil.which("torchrun")
-    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
+    """torchrun, run by forgather.agent: torchrun's own parser and agent, with the failing rank's exit status
+    and message, and signals passed to the ranks (see agent.py). It takes exactly torchrun's arguments."""
+    return [sys.executable, "-m", "forgather.agent"]
 
 
-def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, str] | None = None) -> LaunchPlan:
-    """Build the torchrun argv and env changes for the parsed launcher flags."""
+def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, str] | None = None,
+                entry: str = ENTRY_MODULE) -> LaunchPlan:
+    """Build the torchrun argv and env changes for the parsed launcher flags (each rank runs `entry CONFIG`)."""
     environ = dict(os.environ if environ is None else environ)
     plan = LaunchPlan()
     if args.no_accelerator:
@@ -103,13 +101,14 @@ def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, 
     if args.node_rank is not None:
         argv += ["--node-rank", str(args.node_rank)]
     argv += list(args.torchrun_args or [])
-    argv += ["-m", ENTRY_MODULE, str(config_path)]
+    argv += ["-m", entry, str(config_path)]
     if max_restarts(args.torchrun_args or []) > 0 and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in environ:
         # Restarted workers must not share the agent's store: it still holds the killed attempt's gloo/nccl
         # addresses under the same keys, and the new ranks then connect to dead peers (refused or hung).
         # Unshared, each attempt gets a fresh store on a fresh port.
         plan.env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     plan.argv = argv
+    plan.nproc_per_node = nproc
     return plan
 
 

@@ -164,6 +164,9 @@ def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     tree["project_dir"] = str(composed.project.dir)
     origins["project_dir"] = "project directory"
     merge_model_project(tree, origins, composed.project.dir)
-    tree = interpolate(tree, origins)
+    env_forms: dict[str, Any] = {}
+    tree = interpolate(tree, origins, env_forms)
     apply_model_shape(tree, origins)  # after interpolation: a target's shape depends on the resolved vocab_size
+    tree["environment"] = env_forms
+    origins["environment"] = "values taken from the environment (saved as ${env:...}, never as values)"
     return tree, origins

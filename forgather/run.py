@@ -17,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .allocator import keep_freed_memory
     from .dist.setup import DistInfo, run_rank
+    from .lifeline import watch_parent
 
     keep_freed_memory()  # before the first big tensor: steps then reuse memory instead of page-faulting it in
+    watch_parent()  # a rank whose launcher was killed stops (after saving) instead of training on, unwatched
     try:
         config = read_config(Path(argv[0]))
     except UserError as exc:

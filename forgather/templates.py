@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .yamlio import Origins, join_key, load_yaml
+from .yamlio import Origins, join_key, load_yaml, parse_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = Path(os.environ.get("FORGATHER_TEMPLATES", REPO_ROOT / "templates"))
@@ -114,32 +114,54 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def interpolate(tree: dict, origins: Origins) -> dict:
-    """Resolve `${a.b}` and `${env:NAME,default}` everywhere; a whole-string reference keeps its type."""
-    resolving: list[str] = []
+def env_scalar(text: str) -> Any:
+    """An environment value typed like a YAML scalar ('2000' → 2000, 'true' → True), else the string itself."""
+    try:
+        value = parse_yaml(text, "environment value") if text.strip() else text
+    except ConfigError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) or value is None else text
 
-    def resolve_value(value: Any, path: str) -> Any:
+
+def interpolate(tree: dict, origins: Origins, env_forms: dict[str, Any] | None = None) -> dict:
+    """Resolve `${a.b}` and `${env:NAME,default}` everywhere; a whole-string reference keeps its type.
+
+    Values that came from the environment are never written or shown: `env_forms` receives, for each key path
+    whose value used the environment (directly or through references), the same value with every
+    `${env:...}` kept as written and every other reference resolved. The resolved config is saved in that
+    form and each rank fills the environment back in (expand_env).
+    """
+    resolving: list[str] = []
+    forms = {} if env_forms is None else env_forms
+
+    def resolve_value(value: Any, path: str) -> tuple[Any, Any]:
+        """(value, its environment-free form or None when it does not depend on the environment)."""
         if isinstance(value, dict):
-            return {k: resolve_value(v, join_key(path, str(k))) for k, v in value.items()}
+            return {k: resolve_value(v, join_key(path, str(k)))[0] for k, v in value.items()}, None
         if isinstance(value, list):
-            return [resolve_value(v, path) for v in value]
+            items = [resolve_value(v, path) for v in value]
+            kept = None if all(k is None for _, k in items) else [v if k is None else k for v, k in items]
+            if kept is not None:
+                forms[path] = kept
+            return [v for v, _ in items], kept
         if not isinstance(value, str) or "${" not in value:
-            return value
+            return value, None
         whole = _REFERENCE.fullmatch(value)
         if whole:
-            return lookup(whole.group(1).strip(), path)
-        return _REFERENCE.sub(lambda m: str(lookup(m.group(1).strip(), path)), value)
+            resolved, kept = lookup(whole.group(1).strip(), path)
+        else:
+            pieces = [lookup(m.group(1).strip(), path) for m in _REFERENCE.finditer(value)]
+            resolved = _substitute(value, [str(v) for v, _ in pieces])
+            kept = None if all(k is None for _, k in pieces) else _substitute(
+                value, [str(v) if k is None else str(k) for v, k in pieces])
+        if kept is not None:
+            forms[path] = kept
+        return resolved, kept
 
-    def lookup(reference: str, path: str) -> Any:
+    def lookup(reference: str, path: str) -> tuple[Any, Any]:
         where = origins.get(path, path)
         if reference.startswith("env:"):
-            name, _, default = reference[4:].partition(",")
-            name = name.strip()
-            if name in os.environ:
-                return os.environ[name]
-            if _:
-                return default.strip()
-            raise ConfigError(f"{where}: ${{{reference}}}: environment variable {name} is not set and has no default")
+            return env_value(reference, where), "${" + reference + "}"
         if reference in resolving:
             chain = " -> ".join([*resolving, reference])
             raise ConfigError(f"{where}: interpolation cycle: {chain}")
@@ -154,4 +176,32 @@ def interpolate(tree: dict, origins: Origins) -> dict:
         finally:
             resolving.pop()
 
-    return resolve_value(tree, "")
+    return resolve_value(tree, "")[0]
+
+
+def _substitute(template: str, values: list[str]) -> str:
+    parts = iter(values)
+    return _REFERENCE.sub(lambda _: next(parts), template)
+
+
+def env_value(reference: str, where: str) -> Any:
+    """The value of `env:NAME[,default]` from this process's environment, typed like a YAML scalar."""
+    name, has_default, default = reference[4:].partition(",")
+    name = name.strip()
+    if name in os.environ:
+        return env_scalar(os.environ[name])
+    if has_default:
+        return env_scalar(default.strip())
+    raise ConfigError(f"{where}: ${{{reference}}}: environment variable {name} is not set and has no default")
+
+
+def expand_env(value: Any, where: str) -> Any:
+    """Fill `${env:...}` references back in (a saved environment-free form, read by a rank)."""
+    if isinstance(value, list):
+        return [expand_env(v, where) for v in value]
+    if not isinstance(value, str) or "${env:" not in value:
+        return value
+    whole = _REFERENCE.fullmatch(value)
+    if whole:
+        return env_value(whole.group(1).strip(), where)
+    return _REFERENCE.sub(lambda m: str(env_value(m.group(1).strip(), where)), value)

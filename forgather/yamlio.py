@@ -12,6 +12,11 @@ from .errors import ConfigError
 # A dotted key path ("train.batch_size") mapped to where its value was written ("base.yaml:12").
 Origins = dict[str, str]
 
+# A config is a few hundred values. These bounds stop a hostile or broken file (an alias "billion laughs"
+# expands 400 bytes into billions of values) before anything walks, merges or interpolates it.
+MAX_TEXT_BYTES = 4 << 20
+MAX_VALUES = 100_000
+
 
 def join_key(prefix: str, key: str) -> str:
     """Dotted path of `key` under `prefix`."""
@@ -48,19 +53,48 @@ def _typed_key(text: str) -> Any:
         return text
 
 
-def load_yaml(path: Path) -> tuple[dict[str, Any], Origins]:
-    """Parse one YAML mapping with the safe loader; return it with the origin of each key path."""
-    where = _display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot read: {exc}") from None
+def _expanded_size(node: yaml.Node, where: str) -> int:
+    """Values the node stands for once aliases are expanded (shared subtrees counted each time they appear)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in active:
+            raise ConfigError(f"{where}:{n.start_mark.line + 1}: a YAML alias refers to itself; configs cannot be "
+                              "recursive")
+        active.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in n.value)
+        else:
+            total = 1
+        active.discard(id(n))
+        if total > MAX_VALUES:
+            raise ConfigError(f"{where}: YAML expands to more than {MAX_VALUES:,} values (aliases repeat "
+                              "subtrees); a config is far smaller: remove the aliases that multiply it")
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
+
+def _check_text_size(text: str, where: str) -> None:
+    if len(text) > MAX_TEXT_BYTES:
+        raise ConfigError(f"{where}: {len(text):,} characters is too large for a config (limit {MAX_TEXT_BYTES:,})")
+
+
+def _compose_and_construct(text: str, where: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (aliases bounded before anything is built) and the constructed value of one document."""
+    _check_text_size(text, where)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else {}
+        if node is not None:
+            _expanded_size(node, where)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -70,6 +104,24 @@ def load_yaml(path: Path) -> tuple[dict[str, Any], Origins]:
         raise ConfigError(f"{where}: malformed YAML: {exc}") from None
     finally:
         loader.dispose()
+    return node, data
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Safe-load one YAML document of bounded size and alias expansion; ConfigError naming `where`."""
+    return _compose_and_construct(text, where)[1]
+
+
+def load_yaml(path: Path) -> tuple[dict[str, Any], Origins]:
+    """Parse one YAML mapping with the bounded safe loader; return it with the origin of each key path."""
+    where = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read: {exc}") from None
+    node, data = _compose_and_construct(text, where)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -101,6 +101,40 @@ def tiny_project(tmp_path: Path) -> Path:
     return project
 
 
+def _words(rng, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Our own small corpus (no ../shared needed): 300 short documents and 8 long ones (thousands of tokens,
+    dozens of 64-token blocks each) in docs.jsonl, and a 512-id BPE trained on it in tokenizer.json."""
+    import json
+    import random
+
+    from forgather.data.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    rng = random.Random(0)
+    docs = [f"Note {i}: " + _words(rng, rng.randint(8, 60)) for i in range(300)]
+    for i in range(8):
+        docs.insert(rng.randrange(len(docs)), f"Book {i}. " + _words(rng, rng.randint(1500, 3000)))
+    (root / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    train_tokenizer(docs, 512, root / "tokenizer.json")
+    return root
+
+
+def tiny_spec(corpus: Path, cache_dir, **overrides):
+    """A DataSpec over the tiny corpus: 64-token blocks, 4 shards of ~2k-token chunks, validation off."""
+    from forgather.data.spec import DataSpec
+
+    d = {"sources": [{"path": str(corpus / "docs.jsonl")}], "tokenizer": {"path": str(corpus / "tokenizer.json")},
+         "block_size": 64, "pack_window": 8, "seed": 7, "shards": 4, "chunk_tokens": 2048, "mode": "cached",
+         "cache_dir": str(cache_dir), "batch_size": 2}
+    d.update(overrides)
+    return DataSpec.from_dict(d)
+
+
 # Every test file pytest collected an item from, before -k/-m deselection (tests/test_collection.py reads it).
 COLLECTED_FILES: set[Path] = set()
 

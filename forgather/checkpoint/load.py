@@ -15,7 +15,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optim
 
 from ..errors import CheckpointError
 from . import layout, sync
-from .manifest import verify_manifest
+from .manifest import read_manifest, verify_manifest
 from .rng import load_rng, reseed_rng, restore_rng
 
 log = logging.getLogger("forgather.checkpoint")
@@ -84,18 +84,25 @@ def _read_json(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *,
-                    read_model_files: ReadModelFiles | None = None) -> tuple[dict, dict]:
-    """Collective: verify, then restore model, optimizer and this rank's RNG; returns (trainer_state, data_state)."""
+                    read_model_files: ReadModelFiles | None = None, verified: bool = False) -> tuple[dict, dict]:
+    """Collective: verify (unless rank 0 just did), then restore model, optimizer and this rank's RNG; returns
+    (trainer_state, data_state)."""
     path = Path(path)
     # One rank hashes (the files are shared); a bad checkpoint raises the same one-line error everywhere.
-    manifest = sync.from_rank0(lambda: verify_manifest(path))
+    manifest = sync.from_rank0(lambda: read_manifest(path) if verified else verify_manifest(path))
     trainer_state = _read_json(path / layout.TRAINER_STATE_FILE)
     data_state = _read_json(path / layout.DATA_STATE_FILE)
 
     # Every rank reads the full weights itself (no broadcast): works the same on gloo and NCCL, and
     # set_model_state_dict shards them locally for FSDP2.
     state = (read_model_files or read_safetensors)(path)
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    try:
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    except (RuntimeError, KeyError, ValueError) as exc:  # other shapes or names: a different model
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{path} holds a different model than this run builds ({detail}); resume with the "
+                              "run's own model settings, or start a new run (--output-dir DIR, or --init-model "
+                              "--overwrite)") from None
     del state
     _load_optimizer(path, model, optimizer)
     _restore_rng(path, manifest)  # last, so nothing above draws from the restored streams

@@ -113,11 +113,20 @@ def checkpoint_size(manifest: dict[str, Any]) -> int:
 
 def find_latest(root: Path) -> Path | None:
     """The highest-step checkpoint whose manifest verifies; each one that fails is logged (naming the file) and skipped."""
+    latest, failures = find_latest_verified(root)
+    for path, reason in failures:
+        log.warning("skipping checkpoint %s: %s", path.name, reason)
+    return latest
+
+
+def find_latest_verified(root: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the highest-step checkpoint whose manifest verifies, [(newer checkpoint, why it failed), ...])."""
+    failures: list[tuple[Path, str]] = []
     for _step, path in reversed(list_checkpoints(root)):
         try:
             verify_manifest(path)
         except CheckpointError as exc:
-            log.warning("skipping checkpoint %s: %s", path.name, exc)
+            failures.append((path, str(exc)))
             continue
-        return path
-    return None
+        return path, failures
+    return None, failures

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from ..typed import to_plain
+from ..config import config_tree
 from ..yamlio import Origins, dump_yaml, join_key
 from .common import add_project_flags, resolve_config
 
@@ -20,6 +20,8 @@ def register(subparsers: Any, composed: Any) -> None:
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print the resolved config (YAML)")
     show.add_argument("--origins", action="store_true", help="annotate each value with its file:line or flag")
+    show.add_argument("--show-env", action="store_true",
+                      help="print values taken from the environment (default: their ${env:...} form)")
     add_project_flags(show, composed)
     show.set_defaults(handler=run)
 
@@ -47,7 +49,7 @@ def render_with_origins(tree: dict, origins: Origins, prefix: str = "", indent: 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, origins = resolve_config(composed, args)
-    plain = to_plain(config)
+    plain = config_tree(config, show_environment=args.show_env)
     if args.origins:
         print("\n".join(render_with_origins(plain, origins)))
     else:

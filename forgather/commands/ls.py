@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..errors import ConfigError
 from ..project import PROJECT_FILE, list_configs
+from ..yamlio import parse_yaml
 
 
 def register(subparsers: Any, composed: Any) -> None:
@@ -22,8 +22,8 @@ def register(subparsers: Any, composed: Any) -> None:
 
 def _description(project_file: Path) -> str:
     try:
-        data = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        data = parse_yaml(project_file.read_text(encoding="utf-8"), str(project_file)) or {}
+    except (OSError, UnicodeDecodeError, ConfigError):
         return "(unreadable project.yaml)"
     return str(data.get("description", "")) if isinstance(data, dict) else ""
 

@@ -8,9 +8,10 @@ import sys
 from typing import Any
 
 from ..config import RunConfig, write_config
-from ..errors import UserError
+from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
 from ..preflight import launch_problems
+from ..run_lock import probe
 from .common import add_project_flags, resolve_config
 
 EXAMPLES = """examples:
@@ -41,6 +42,30 @@ def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace) -> Non
         config.dist.backend = args.dist_backend
 
 
+def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_node: int) -> None:
+    """Refuse, before torchrun starts, a world size that cannot split data.shards, or a resume whose latest
+    checkpoint read another shard layout (the ranks check again, authoritatively)."""
+    import json
+
+    from ..checkpoint.layout import DATA_STATE_FILE, list_checkpoints
+    from ..data.shards import check_world_size
+
+    shards = config.data["shards"]
+    if config.dist.mode != "dispatch" and str(args.nnodes).isdigit():
+        check_world_size(shards, int(args.nnodes) * nproc_per_node)
+    if config.train.init_model or not config.checkpoint.restore_dataset_state:
+        return
+    found = list_checkpoints(config.run_dir / "checkpoints")
+    try:
+        saved = json.loads((found[-1][1] / DATA_STATE_FILE).read_text()) if found else {}
+    except (OSError, ValueError):
+        return  # unreadable: the ranks verify checkpoints and say which file is damaged
+    if isinstance(saved, dict) and saved.get("format") == 2 and saved.get("shards") != shards:
+        raise DataError(f"data.shards is {shards} but {found[-1][1]} was saved with {saved.get('shards')} shards (another "
+                        "shard layout is another stream); restore data.shards, or resume with "
+                        "--no-restore-dataset-state")
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args)
@@ -49,6 +74,8 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         raise UserError(problems[0])  # before torchrun and before any data is prepared
     config_path = config.run_dir / "config.yaml"
     plan = plan_launch(args, config_path)
+    check_data_layout(config, args, plan.nproc_per_node)
+    probe(config.run_dir)  # another job writes here: stop before touching its config
     write_config(config, config_path)
     if args.dry_run:
         for problem in problems:  # the command may be meant for another machine: say, don't refuse

@@ -1,39 +1,13 @@
-"""What `forgather data show` and `forgather data prepare` print (the CLI only wires arguments)."""
+"""What `forgather data show` prints (the CLI only wires arguments)."""
 
 from __future__ import annotations
 
-import sys
-import time
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .packing import IGNORE
 from .spec import DataSpec
 
 DOC_MARK = "\n⟦doc {doc} · pos {pos}{cont}⟧\n"
-
-
-def progress_printer(label: str, stream: TextIO | None = None, width: int = 30) -> Callable[[int, int], None]:
-    """A plain \\r progress bar (a line per update when not a TTY) — tqdm is not a dependency."""
-    out = stream or sys.stderr
-    tty = out.isatty()
-    start = time.monotonic()
-    last = [-1.0]
-
-    def update(done: int, total: int) -> None:
-        now = time.monotonic()
-        if not tty and done < total and now - last[0] < 2.0:
-            return  # logs get a line every 2 s, not every batch
-        last[0] = now
-        frac = done / max(1, total)
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        rate = done / max(1e-9, now - start)
-        line = f"{label} [{bar}] {done}/{total} docs {rate:,.0f} docs/s"
-        out.write(("\r" + line) if tty else (line + "\n"))
-        if tty and done >= total:
-            out.write("\n")
-        out.flush()
-
-    return update
 
 
 def describe_sources(data) -> str:
@@ -49,9 +23,9 @@ def describe_sources(data) -> str:
     return "\n".join(rows)
 
 
-def render_block(data, k: int = 0, epoch: int = 0, max_chars: int = 2000) -> str:
-    """Block k decoded, with a marker at every document start (⟦doc ordinal · first position · continued⟧)."""
-    tokens, segs = data.train.block(k, epoch)
+def render_block(data, k: int = 0, max_chars: int = 2000) -> str:
+    """Global block k decoded, with a marker at every document start (⟦doc ordinal · first position · continued⟧)."""
+    tokens, segs = data.train.block(k)
     tok = data.tokenizer
     parts = []
     for start, length, doc, off in segs.tolist():
@@ -66,43 +40,47 @@ def render_block(data, k: int = 0, epoch: int = 0, max_chars: int = 2000) -> str
     return text
 
 
-def show(spec: DataSpec, block: int = 0, max_chars: int = 2000, out: TextIO | None = None) -> str:
-    """Sources, sizes, probabilities, tokenizer, cache/fill facts and a decoded sample block."""
+def documents_per_batch(stream, batch_size: int, batches: int) -> list[int]:
+    """Distinct documents in each of the first `batches` global batches of `batch_size` blocks."""
+    readers = {s: stream.reader(s) for s in range(stream.shards)}
+    counts = []
+    for b in range(batches):
+        docs = set()
+        for k in range(b * batch_size, (b + 1) * batch_size):
+            docs.update(readers[k % stream.shards].next_block()[1][:, 2].tolist())
+        counts.append(len(docs))
+    return counts
+
+
+def show(spec: DataSpec, block: int = 0, max_chars: int = 2000, batch_size: int = 8, batches: int = 50,
+         out: TextIO | None = None) -> str:
+    """Sources, probabilities, tokenizer, shard layout, fill, documents per batch and a decoded sample block."""
     from .loader import open_data
 
-    data = open_data(spec, progress=progress_printer("prepare", out))
-    lines = [describe_sources(data), "",
+    data = open_data(spec)
+    train = data.train
+    sizes = [train.layout.shard_documents(s) for s in range(train.shards)]
+    from .python_docs import describe as describe_python_docs
+
+    notes = [f"{s.name}: {describe_python_docs(s.ident['python_docs'])}" for s in train.sources
+             if "python_docs" in getattr(s, "ident", {})]
+    lines = [describe_sources(data), *notes, "",
              f"tokenizer: {data.tokenizer.path} (vocab {data.tokenizer.vocab_size:,}, bos {data.tokenizer.bos_id}, "
              f"eos {data.tokenizer.eos_id}, add_bos {data.tokenizer.add_bos}, add_eos {data.tokenizer.add_eos})",
-             f"block_size {spec.block_size}, pack_window {spec.pack_window}, seed {spec.seed}, mode {spec.mode}"]
-    if spec.mode == "cached":
-        ep = data.train.epoch(0)
-        m = ep.manifest
-        lines.append(f"cache: {ep.path} — {m['num_blocks']:,} blocks, {m['tokens']:,} tokens, fill {m['fill']:.2%}")
-    tokens, segs = data.train.block(block)
-    lines += ["", f"block {block}: {len(segs)} segment(s), "
+             f"block_size {spec.block_size}, pack_window {spec.pack_window}, seed {spec.seed}, mode {spec.mode}, "
+             f"shards {spec.shards} ({min(sizes):,}–{max(sizes):,} documents each), chunk_tokens "
+             f"{spec.chunk_tokens:,}, shuffle {spec.shuffle}"]
+    firsts = [train.chunk(s, 0, 0)[0] for s in range(train.shards)]
+    blocks = sum(c.num_blocks for c in firsts)
+    capacity = max(1, blocks * spec.block_size)
+    lines.append(f"first chunk of each shard: {blocks:,} blocks, fill {sum(c.used for c in firsts) / capacity:.2%} "
+                 f"(chunk ends pad {sum(c.flush_padding for c in firsts) / capacity:.2%})")
+    counts = documents_per_batch(train, batch_size, batches)
+    lines.append(f"documents per batch of {batch_size} blocks (first {batches} batches): mean "
+                 f"{sum(counts) / len(counts):.2f}, min {min(counts)}; {sum(c == 1 for c in counts)} batch(es) from "
+                 "a single document")
+    tokens, segs = train.block(block)
+    lines += ["", f"block {block} (shard {block % train.shards}): {len(segs)} segment(s), "
                   f"fill {int(segs[:, 1].sum()) / len(tokens):.2%}, labels masked at "
-                  f"{len(segs)} segment end(s) + padding (label {IGNORE})", render_block(data, block, 0, max_chars)]
-    return "\n".join(lines)
-
-
-def prepare(spec: DataSpec, epochs: int = 1, out: TextIO | None = None) -> str:
-    """Build the caches (with a progress bar) and return a one-paragraph summary."""
-    from .loader import open_data
-    from .loader import prepare as build
-
-    if spec.mode != "cached":
-        return "mode is streaming: nothing to prepare (blocks are packed on the fly)"
-    t0 = time.monotonic()
-    data = open_data(spec, progress=progress_printer("tokenize+pack", out))
-    build(data, epochs)
-    lines = []
-    for label, stream, n in (("train", data.train, epochs), ("validation", data.val, 1)):
-        if stream is None:
-            continue
-        for e in range(n):
-            m = stream.epoch(e).manifest
-            lines.append(f"{label} epoch {e}: {m['num_blocks']:,} blocks × {m['block_size']} = {m['tokens']:,} "
-                         f"tokens, fill {m['fill']:.2%} → {stream.epoch(e).path}")
-    lines.append(f"done in {time.monotonic() - t0:.1f}s")
+                  f"{len(segs)} segment end(s) + padding (label {IGNORE})", render_block(data, block, max_chars)]
     return "\n".join(lines)

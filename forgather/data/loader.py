@@ -1,28 +1,42 @@
-"""Per-rank loaders over the global block stream, with a world-size-free state (epoch, global block index)."""
+"""Per-rank loaders over the block streams, with a world-size-free state.
+
+Training reads the sharded stream (shards.py): rank r of W takes the positions ≡ r (mod W) of every
+global batch, all from its own shards. Batches are assembled (and pinned for the GPU) in a background
+thread a few steps ahead; the state that `state_dict()` returns is the one after the last batch handed
+out, so prefetching never skews a resume. Why a thread and not torchdata's StatefulDataLoader workers:
+the work is tokenization (the tokenizers library releases the GIL and threads internally) and numpy
+slicing, and the state must be a global position plus per-shard cursors gathered from every rank —
+worker processes would add a pickled copy of the sources per worker and opaque per-worker states.
+"""
 
 from __future__ import annotations
 
+import queue
 import sys
-import warnings
+import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator, TypeVar
 
 import torch
-from torchdata.stateful_dataloader import StatefulDataLoader
+import torch.distributed as dist
 
 from ..errors import DataError
-from .cache import Progress
 from .collate import collate_blocks, empty_block
 from .parquet_source import is_url
+from .shards import Cursor, check_world_size, rank_positions
 from .sources import DocSource, sources_digest, split_sources
 from .spec import DataSpec
-from .stream import BlockStream, EpochPacker
+from .stream import BlockStream
 from .tokenizer import Tokenizer, fetch_tokenizer, load_tokenizer, tokenizer_sample, train_tokenizer, trained_path
+
+STATE_FORMAT = 2
+PREFETCH_BATCHES = 2
+T = TypeVar("T")
 
 
 @dataclass
 class Data:
-    """Opened data: the tokenizer and the train / validation block streams."""
+    """Opened data: the tokenizer, the sharded training stream and the one-shard validation stream."""
 
     spec: DataSpec
     tokenizer: Tokenizer
@@ -46,159 +60,197 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource]) -> Tokenizer:
     return load_tokenizer(ts, str(path))
 
 
-def open_data(spec: DataSpec, progress: Progress | None = None, rebuild: bool = True) -> Data:
-    """Load sources and tokenizer and set up the train/validation streams (caches build lazily)."""
+def open_data(spec: DataSpec, rebuild: bool = True, train_shards: int | None = None) -> Data:
+    """Load sources and tokenizer and set up the streams (chunks are packed or read on first use).
+
+    Validation is one shard, read whole by every rank (it is small, and one pass must see every block);
+    `train_shards` overrides data.shards (evaluation reads the training split as one shard too).
+    """
     train, val = split_sources(spec)
     tok = get_tokenizer(spec, train)
-    root = spec.resolved_cache_dir()
-    # 0/1: tokenize in-process (the tokenizers library already threads over a batch; faster on few cores);
-    # N > 1: a pool of N processes over documents, for many-core machines
-    workers = max(1, spec.num_workers)
 
-    def stream(sources: list[DocSource]) -> BlockStream:
-        return BlockStream(sources, tok, spec.block_size, spec.pack_window, spec.seed, spec.mode, root,
-                           workers, progress, rebuild)
+    def stream(sources: list[DocSource], shards: int) -> BlockStream:
+        return BlockStream(sources, tok, spec.block_size, spec.pack_window, spec.seed, spec.mode,
+                           spec.resolved_cache_dir(), shards, spec.chunk_tokens, spec.shuffle, rebuild)
 
-    return Data(spec, tok, stream(train), stream(val) if val else None)
+    return Data(spec, tok, stream(train, train_shards or spec.shards), stream(val, 1) if val else None)
 
 
-class _StepDataset(torch.utils.data.Dataset):
-    """Item j = this rank's batch for global step j of one epoch, read from the mmap cache (O(1) seek)."""
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Run a generator in a background thread up to `depth` items ahead; its errors re-raise in the consumer."""
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
-    def __init__(self, epoch, start: int, steps: int, batch: int, rank: int, world: int) -> None:
-        self.epoch, self.start, self.steps = epoch, start, steps
-        self.batch, self.rank, self.world = batch, rank, world
+    def put(message: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    def __len__(self) -> int:
-        return self.steps
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(("error", exc))
 
-    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
-        first = self.start + j * self.batch * self.world + self.rank * self.batch
-        return collate_blocks([self.epoch.block(first + i) for i in range(self.batch)])
+    thread = threading.Thread(target=produce, name="forgather-data", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = slots.get()
+            if kind == "item":
+                yield item
+            elif kind == "end":
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
 
 
-class BlockLoader:
-    """Rank r of W gets blocks [p + r*B, p + (r+1)*B) of each global batch starting at global position p.
+def _finish(batch: dict[str, torch.Tensor], pin_memory: bool) -> dict[str, torch.Tensor]:
+    # Pinned host memory lets the trainer's non_blocking copies overlap the previous step's compute.
+    return {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
 
-    The state is {epoch, block} (+ the packer state in streaming mode): identical on every rank and
-    independent of the world size, so a run can resume on a different number of ranks. A final global batch
-    that does not fill B*W blocks is dropped (train) or padded with fully masked blocks (validation).
+
+class ShardedLoader:
+    """Training batches for rank r of W: the positions ≡ r (mod W) of each global batch [p, p + B·W).
+
+    The state is {position, one cursor per shard}: the same on every rank and for every world size that
+    divides data.shards, so a run resumes exactly on another number of ranks.
     """
 
     def __init__(self, stream: BlockStream, batch_size: int, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, epochs: int | None = None, pad_last: bool = False) -> None:
+                 pin_memory: bool = False, prefetch: int = PREFETCH_BATCHES) -> None:
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is outside world size {world_size}")
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, not {batch_size}")
+        check_world_size(stream.shards, world_size)
         self.stream, self.batch, self.rank, self.world = stream, batch_size, rank, world_size
-        self.num_workers, self.epochs, self.pad_last = num_workers, epochs, pad_last
-        self.epoch, self.block = 0, 0
-        self._packer: EpochPacker | None = None
-        self._packer_state: dict | None = None
+        self.pin_memory, self.prefetch = pin_memory, prefetch
+        self.owned = stream.layout.owned(rank, world_size)
+        self.position = 0
+        self.cursors: dict[int, Cursor] = {s: Cursor() for s in self.owned}
 
     @property
     def global_batch(self) -> int:
         return self.batch * self.world
 
-    def state_dict(self) -> dict:
-        """World-size-free position: {epoch, block, fingerprint[, stream]}."""
-        sd = {"epoch": self.epoch, "block": self.block, "fingerprint": self.stream.fingerprint}
-        if self.stream.mode == "streaming" and self._packer is not None:
-            sd["stream"] = self._packer.state_dict()
-        elif self._packer_state is not None:
-            sd["stream"] = self._packer_state
-        return sd
+    @property
+    def epoch(self) -> int:
+        """The lowest epoch any of this rank's shards is in (the run's data epoch is the minimum over ranks)."""
+        return min(c.epoch for c in self.cursors.values())
 
-    def load_state_dict(self, sd: dict) -> None:
-        """Resume at a saved position; DataError if the data changed since it was saved."""
-        if sd.get("fingerprint") not in (None, self.stream.fingerprint):
-            raise DataError("the data (sources, tokenizer or packing settings) changed since this checkpoint was "
-                            "saved; resuming would not continue the same stream. Restore the old data or start "
-                            "a fresh run (or skip restoring the data state)")
-        self.epoch, self.block = int(sd["epoch"]), int(sd["block"])
-        self._packer = None
-        self._packer_state = sd.get("stream")
+    def local_state(self) -> dict[str, Any]:
+        """This rank's part of the state: the position and its own shards' cursors."""
+        return {"format": STATE_FORMAT, "fingerprint": self.stream.fingerprint, "shards": self.stream.shards,
+                "position": self.position, "cursors": {str(s): c.to_list() for s, c in self.cursors.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state, every shard's cursor included (collective when several ranks read data)."""
+        state = self.local_state()
+        if self.world == 1 or not dist.is_initialized():
+            return merge_states([state])
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, state)
+        return merge_states(parts)
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Resume at a saved state; DataError when it belongs to another stream."""
+        check_resumable(sd, self.stream)
+        cursors = sd["cursors"]
+        self.position = int(sd["position"])
+        self.cursors = {s: Cursor.from_list(cursors[str(s)]) for s in self.owned}
+
+    def _produce(self, position: int, cursors: dict[int, Cursor]) -> Iterator[tuple]:
+        readers = {s: self.stream.reader(s, c) for s, c in cursors.items()}
+        shards = self.stream.shards
+        while True:
+            blocks = [readers[k % shards].next_block()
+                      for k in rank_positions(position, self.global_batch, self.rank, self.world)]
+            position += self.global_batch
+            yield (_finish(collate_blocks(blocks), self.pin_memory), position,
+                   {s: r.cursor for s, r in readers.items()})
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        while self.epochs is None or self.epoch < self.epochs:
-            if self.stream.mode == "cached":
-                yield from self._cached_epoch()
-            else:
-                yield from self._streaming_epoch()
-            self.epoch, self.block = self.epoch + 1, 0
-            self._packer, self._packer_state = None, None
+        for batch, position, cursors in prefetched(self._produce(self.position, dict(self.cursors)), self.prefetch):
+            self.position, self.cursors = position, cursors  # the state after the batch handed out
+            yield batch
 
-    def _cached_epoch(self) -> Iterator[dict[str, torch.Tensor]]:
-        ep = self.stream.epoch(self.epoch)
-        gb = self.global_batch
-        steps = (ep.num_blocks - self.block) // gb
-        if steps > 0:
-            ds = _StepDataset(ep, self.block, steps, self.batch, self.rank, self.world)
-            with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch API in __init__
-                warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-                dl = StatefulDataLoader(ds, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                                        multiprocessing_context="fork" if self.num_workers else None)
-            for batch in dl:
-                self.block += gb  # advanced before yield: a state taken now resumes after this batch
-                yield batch
-        rest = ep.num_blocks - self.block
-        if self.pad_last and 0 < rest:
-            self.block = ep.num_blocks
-            yield self._padded([ep.block(k) for k in range(ep.num_blocks - rest, ep.num_blocks)])
 
-    def _padded(self, blocks: list) -> dict[str, torch.Tensor]:
-        blocks = blocks + [empty_block(self.stream.block_size, self.stream.tokenizer.pad_id)] * (
-            self.global_batch - len(blocks))
-        return collate_blocks(blocks[self.rank * self.batch:(self.rank + 1) * self.batch])
+def merge_states(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One state from every rank's local state: the common position, all shards' cursors, the data epoch."""
+    positions = {p["position"] for p in parts}
+    if len(positions) != 1:
+        raise DataError(f"ranks are at different data positions {sorted(positions)}; this is a bug")
+    cursors = {k: v for part in parts for k, v in part["cursors"].items()}
+    return {**parts[0], "cursors": dict(sorted(cursors.items(), key=lambda kv: int(kv[0]))),
+            "epoch": min(c[0] for c in cursors.values())}
 
-    def _streaming_epoch(self) -> Iterator[dict[str, torch.Tensor]]:
-        # Every rank packs the whole stream (cheap next to training) and keeps its slice: no coordination.
-        if self._packer_state is not None:
-            self._packer = self.stream.packer(self.epoch, self._packer_state)
-        else:
-            self._packer = self.stream.packer(self.epoch)
-            for _ in range(self.block):  # a cached-mode state: replay to the position
-                if self._packer.next_block() is None:
-                    break
-        self._packer_state = None
-        gb = self.global_batch
-        while True:
-            blocks = []
-            while len(blocks) < gb and (b := self._packer.next_block()) is not None:
-                blocks.append((b.tokens, b.segments))
-            if len(blocks) < gb:
-                if self.pad_last and blocks:
-                    self.block += len(blocks)
-                    yield self._padded(blocks)
-                self._packer.close()
-                return
-            self.block += gb
-            yield collate_blocks(blocks[self.rank * self.batch:(self.rank + 1) * self.batch])
+
+def check_resumable(sd: dict[str, Any], stream: BlockStream) -> None:
+    """DataError (one line, with the way out) when a saved data state cannot continue this stream."""
+    way_out = "restore the old data settings, or resume with --no-restore-dataset-state (weights and optimizer " \
+              "continue, the data restarts)"
+    if sd.get("format") != STATE_FORMAT:
+        raise DataError(f"the checkpoint's data state is from an older forgather data stream; {way_out}")
+    if sd.get("shards") != stream.shards:
+        raise DataError(f"data.shards changed from {sd.get('shards')} to {stream.shards} since this checkpoint was "
+                        f"saved (another shard layout is another stream); {way_out}")
+    if sd.get("fingerprint") != stream.fingerprint:
+        raise DataError("the data (sources, tokenizer, packing or shuffle settings) changed since this checkpoint was "
+                        f"saved; resuming would not continue the same stream: {way_out}")
+    missing = [s for s in range(stream.shards) if str(s) not in sd.get("cursors", {})]
+    if missing:
+        raise DataError(f"the checkpoint's data state lacks the cursors of shards {missing}; {way_out}")
+
+
+class OnePassLoader:
+    """One pass over a one-shard stream (validation, evaluation): rank r of W takes positions ≡ r (mod W) of
+    each global batch; the last global batch is padded with fully masked blocks. Every rank reads it all."""
+
+    def __init__(self, stream: BlockStream, batch_size: int, rank: int = 0, world_size: int = 1,
+                 pin_memory: bool = False) -> None:
+        if stream.shards != 1:
+            raise DataError("a one-pass loader reads a one-shard stream")
+        self.stream, self.batch, self.rank, self.world, self.pin_memory = stream, batch_size, rank, world_size, pin_memory
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        gb = self.batch * self.world
+        window: list = []
+        for block in self.stream.epoch_blocks(0, 0):
+            window.append(block)
+            if len(window) == gb:
+                yield self._slice(window)
+                window = []
+        if window:
+            pad = empty_block(self.stream.block_size, self.stream.tokenizer.pad_id)
+            yield self._slice(window + [pad] * (gb - len(window)))
+
+    def _slice(self, window: list) -> dict[str, torch.Tensor]:
+        return _finish(collate_blocks(window[self.rank::self.world]), self.pin_memory)
 
 
 def build_train_loader(data: Data, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                       epochs: int | None = None) -> BlockLoader:
+                       pin_memory: bool = False) -> ShardedLoader:
     """The training loader for rank r of W (batch_size per rank defaults to spec.batch_size)."""
-    return BlockLoader(data.train, batch_size or data.spec.batch_size, rank, world_size,
-                       _loader_workers(data), epochs=epochs)
+    return ShardedLoader(data.train, batch_size or data.spec.batch_size, rank, world_size, pin_memory)
 
 
-def build_val_loader(data: Data, rank: int = 0, world_size: int = 1, batch_size: int | None = None) -> BlockLoader:
+def build_val_loader(data: Data, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
+                     pin_memory: bool = False) -> OnePassLoader:
     """One pass over the validation stream; the last batch is padded with fully masked blocks."""
     if data.val is None:
         raise DataError("no validation data: set data.validation sources or data.validation_fraction")
-    return BlockLoader(data.val, batch_size or data.spec.batch_size, rank, world_size, _loader_workers(data),
-                       epochs=1, pad_last=True)
+    return OnePassLoader(data.val, batch_size or data.spec.batch_size, rank, world_size, pin_memory)
 
-
-def _loader_workers(data: Data) -> int:
-    return data.spec.num_workers if data.spec.mode == "cached" else 0
-
-
-def prepare(data: Data, epochs: int = 1) -> None:
-    """Build the caches for the first `epochs` epochs and the validation stream (call on local rank 0 first)."""
-    if data.spec.mode != "cached":
-        return
-    for e in range(epochs):
-        data.train.epoch(e)
-    if data.val is not None:
-        data.val.epoch(0)

@@ -32,8 +32,8 @@ class _Open:
 class Packer:
     """Places each document (or the tail of a long one) into the open block it fits most tightly.
 
-    A document longer than a block is cut into block-sized chunks emitted whole; the tail is packed like a
-    short document. Chunks keep counting position ids (pos_offset) so a continuation is marked. When a
+    A document longer than a block is cut into block-sized pieces emitted whole; the tail is packed like a
+    short document. Pieces keep counting position ids (pos_offset) so a continuation is marked. When a
     piece fits nowhere and `window` blocks are already open, the fullest open block is padded and emitted:
     the window bounds memory and keeps output order deterministic.
     """
@@ -45,6 +45,7 @@ class Packer:
         self.open: list[_Open] = []
         self.ready: deque[Block] = deque()
         self.long_docs = 0
+        self.flush_padding = 0  # padding tokens in the blocks flush() emitted
 
     def add(self, tokens: np.ndarray, doc: int) -> None:
         """Pack one document's tokens; finished blocks go to `ready`."""
@@ -81,8 +82,19 @@ class Packer:
             self.ready.append(self._finish(self.open.pop(best).pieces))
 
     def flush(self) -> None:
-        """Emit every open block (end of the epoch), oldest first."""
-        for b in self.open:
+        """Emit every open block's pieces (a chunk's end), re-packed first-fit decreasing across blocks, so as
+        few blocks as possible carry padding; that padding is counted."""
+        pieces = sorted((p for b in self.open for p in b.pieces), key=lambda p: -len(p[0]))
+        bins: list[_Open] = []
+        for piece in pieces:
+            target = next((b for b in bins if b.used + len(piece[0]) <= self.block_size), None)
+            if target is None:
+                target = _Open()
+                bins.append(target)
+            target.pieces.append(piece)
+            target.used += len(piece[0])
+        for b in bins:
+            self.flush_padding += self.block_size - b.used
             self.ready.append(self._finish(b.pieces))
         self.open = []
 
@@ -95,23 +107,6 @@ class Packer:
             segs[j] = (at, len(p), doc, off)
             at += len(p)
         return Block(tokens, segs)
-
-    def state_dict(self) -> dict:
-        """Open and ready blocks, as plain lists (picklable, torch.save-able)."""
-        return {"open": [[(p.tolist(), d, o) for p, d, o in b.pieces] for b in self.open],
-                "ready": [(b.tokens.tolist(), b.segments.tolist()) for b in self.ready],
-                "long_docs": self.long_docs}
-
-    def load_state_dict(self, sd: dict) -> None:
-        """Restore what state_dict returned."""
-        self.open = []
-        for pieces in sd["open"]:
-            b = _Open([(np.asarray(p, dtype=np.int32), int(d), int(o)) for p, d, o in pieces])
-            b.used = sum(len(p) for p, _, _ in b.pieces)
-            self.open.append(b)
-        self.ready = deque(Block(np.asarray(t, dtype=np.int32), np.asarray(s, dtype=np.int64).reshape(-1, SEG_FIELDS))
-                           for t, s in sd["ready"])
-        self.long_docs = int(sd.get("long_docs", 0))
 
 
 def block_arrays(tokens: np.ndarray, segments: np.ndarray) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from .fingerprint import local_file_identity
 from .spec import SourceSpec
 
 
@@ -65,10 +66,9 @@ def _list_files(spec: SourceSpec) -> tuple[Any, list[str]]:
 
 
 def _file_identity(fs: Any, path: str) -> list:
-    """What a file's content depends on: size plus mtime (local) or the remote's content hash/etag."""
+    """What a file's content depends on: its content hash (local) or the remote's content hash/etag."""
     if fs is None:
-        st = os.stat(path)
-        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+        return local_file_identity(path)
     info = fs.info(path)
     tag = next((str(info[k]) for k in ("blob_id", "sha256", "etag", "ETag", "mtime", "last_modified", "created")
                 if info.get(k)), "")
@@ -168,6 +168,12 @@ class ParquetSource:
             out.extend(take)
             row += len(take)
         return out
+
+    def texts_at(self, indices: np.ndarray) -> list[str]:
+        """Documents at increasing indices (relative to this source), one row group read at a time."""
+        rows = self.lo + np.asarray(indices, dtype=np.int64)
+        groups = np.searchsorted(self.group_start, rows, side="right") - 1
+        return [self._group_texts(int(g))[int(r - self.group_start[g])] for r, g in zip(rows, groups)]
 
     def subset(self, start: int, stop: int, tag: str) -> "ParquetSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""

@@ -1,4 +1,10 @@
-"""Offline default corpus: docstrings of the installed Python stdlib and site-packages (parsed, never imported)."""
+"""Offline corpus: docstrings of the installed Python's standard library (the default data) or site-packages.
+
+Modules are parsed, never imported. The standard library's docstrings are a pure function of the Python
+version, so the default data, its cache and a resume do not change when packages are installed; the
+identity used in fingerprints is the documents' content, not file paths or times. `site-packages` is
+offered too, but it changes with every `pip install`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import ast
 import hashlib
 import json
 import os
+import platform
 import sys
 import sysconfig
 import warnings
@@ -65,7 +72,7 @@ def documents(which: str, max_documents: int | None = None, cache_root: Path | N
     """
     if cache_root is None:
         return _parse_documents(which, max_documents)
-    key = hashlib.sha256(json.dumps(identity(which, max_documents), sort_keys=True).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps(_files_key(which, max_documents), sort_keys=True).encode()).hexdigest()[:20]
     cached = Path(cache_root) / "python_docs" / f"{which}-{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text(encoding="utf-8"))
@@ -90,11 +97,26 @@ def _parse_documents(which: str, max_documents: int | None) -> list[str]:
     return docs
 
 
-def identity(which: str, max_documents: int | None) -> dict:
-    """What the docs corpus depends on (python version, roots, file list stats) for cache fingerprints."""
+def _files_key(which: str, max_documents: int | None) -> dict:
+    """A cheap key for the parsed documents' cache file: the Python, the roots and every file's size and time."""
     h = hashlib.sha256()
     for p in python_files(which):
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return {"python": sys.version, "roots": [str(r) for r in root_for(which)],
-            "files": h.hexdigest(), "max_documents": max_documents}
+    return {"python": sys.version, "roots": [str(r) for r in root_for(which)], "files": h.hexdigest(),
+            "max_documents": max_documents}
+
+
+def identity(which: str, max_documents: int | None, docs: list[str]) -> dict:
+    """What the corpus is, for fingerprints: which docstrings, the Python version, and the documents' sha256."""
+    digest = hashlib.sha256("\0".join(docs).encode("utf-8")).hexdigest()
+    return {"python_docs": which, "python": platform.python_version(), "max_documents": max_documents,
+            "documents_sha256": digest}
+
+
+def describe(which: str) -> str:
+    """One line saying what the corpus is made of."""
+    if which == "stdlib":
+        return (f"docstrings of the Python {platform.python_version()} standard library "
+                f"({platform.python_implementation()}), one document per module")
+    return "docstrings of the installed site-packages (changes with every pip install), one document per module"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import python_docs
+from .fingerprint import digest, local_file_identity
 from .parquet_source import ParquetSource, is_url, open_parquet_source
 from .spec import DataSpec, SourceSpec
 
@@ -50,6 +51,10 @@ class DocSource:
         start, stop = max(0, start), min(stop, len(self.column))
         return self.column.slice(start, max(0, stop - start)).to_pylist()
 
+    def texts_at(self, indices: np.ndarray) -> list[str]:
+        """Documents at increasing indices (a shard's documents are spread over the source)."""
+        return self.column.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+
     def subset(self, start: int, stop: int, tag: str) -> "DocSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""
         return DocSource(f"{self.name}{tag}", self.column.slice(start, stop - start),
@@ -77,12 +82,8 @@ def resolve_files(spec: SourceSpec, kind: str) -> list[str]:
 
 
 def file_identity(files: list[str]) -> list[list]:
-    """(path, size, mtime_ns) per file: cheap, and changes whenever a file is rewritten."""
-    out = []
-    for f in files:
-        st = os.stat(f)
-        out.append([os.path.abspath(f), st.st_size, st.st_mtime_ns])
-    return out
+    """(path, size, content sha256) per file: changes whenever a file's content does."""
+    return [local_file_identity(f) for f in files]
 
 
 def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = False) -> DocSource | ParquetSource:
@@ -97,7 +98,8 @@ def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = F
     stats = SourceStats()
     if kind == "python_docs":
         docs = python_docs.documents(spec.path, spec.max_samples, cache_root)
-        column, ident = pa.chunked_array([pa.array(docs, pa.large_string())]), python_docs.identity(spec.path, spec.max_samples)
+        column = pa.chunked_array([pa.array(docs, pa.large_string())])
+        ident = python_docs.identity(spec.path, spec.max_samples, docs)
     elif kind == "text":
         files = resolve_files(spec, kind)
         column, ident = _read_text_files(files, stats), {"kind": kind, "files": file_identity(files)}
@@ -310,11 +312,8 @@ def split_validation(sources: list[DocSource], fraction: float) -> tuple[list[Do
 
 
 def sources_digest(sources: list[DocSource]) -> str:
-    """sha256 over all sources' identities (paths, sizes, mtimes, options)."""
-    import json
-
-    blob = json.dumps([s.identity() for s in sources], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """sha256 over all sources' identities (paths, sizes, contents, options)."""
+    return digest([s.identity() for s in sources])
 
 
 def split_sources(spec: DataSpec) -> tuple[list[DocSource], list[DocSource]]:

@@ -85,7 +85,10 @@ class DataSpec:
     seed: int = 1234
     mode: str = "cached"
     cache_dir: str | None = None
-    num_workers: int = 0
+    num_workers: int = 0  # processes that build cache shards in `forgather data prepare` (0/1: this process)
+    shards: int = 8  # virtual shards: every world size dividing it reads and resumes the same stream
+    chunk_tokens: int = 1 << 22  # tokens per chunk, the unit a shard is packed and shuffled in
+    shuffle: bool = True  # read each chunk's blocks in a seeded permutation, new every epoch
     batch_size: int = 1
     max_samples: int | None = None  # at most this many documents from each training source
 
@@ -96,6 +99,11 @@ class DataSpec:
             raise DataError(f"data.mode must be 'cached' or 'streaming', not {self.mode!r}")
         if self.block_size < 2:
             raise DataError(f"data.block_size must be at least 2, not {self.block_size}")
+        if self.shards < 1:
+            raise DataError(f"data.shards must be at least 1, not {self.shards}")
+        if self.chunk_tokens < self.block_size:
+            raise DataError(f"data.chunk_tokens ({self.chunk_tokens}) must be at least data.block_size "
+                            f"({self.block_size}); a chunk is many blocks (default 4194304)")
         if self.pack_window < 1:
             raise DataError(f"data.pack_window must be at least 1, not {self.pack_window}")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -135,10 +143,9 @@ class DataSpec:
         return cls(sources=sources, validation=validation, tokenizer=TokenizerSpec(**tok), **d)
 
 
-def default_sources(max_documents: int | None = 2000) -> list[SourceSpec]:
-    """The offline default: docstrings of the Python stdlib and of site-packages."""
-    return [SourceSpec("stdlib_docs", "stdlib", kind="python_docs", max_samples=max_documents),
-            SourceSpec("site_docs", "site-packages", kind="python_docs", max_samples=max_documents)]
+def default_sources(max_documents: int | None = None) -> list[SourceSpec]:
+    """The offline default: docstrings of the Python standard library (a pure function of the Python version)."""
+    return [SourceSpec("stdlib_docs", "stdlib", kind="python_docs", max_samples=max_documents)]
 
 
 def _check_keys(where: str, d: dict, cls: type) -> None:

@@ -105,6 +105,17 @@ def fetch_tokenizer(url: str, cache_root: Path) -> Path:
     return target
 
 
+def keep_copy(path: str | Path, cache_root: Path) -> Path:
+    """A content-addressed copy of a tokenizer.json under the cache (stays when the original is deleted)."""
+    target = Path(cache_root) / "tokenizers" / "kept" / f"{file_sha256(path)[:16]}.json"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(Path(path).read_bytes())
+        os.replace(tmp, target)
+    return target
+
+
 def load_tokenizer(spec: TokenizerSpec, path: str | None = None) -> Tokenizer:
     """Load spec.path (or an explicit trained path) and resolve BOS/EOS ids; DataError on any problem."""
     from tokenizers import Tokenizer as HFTokenizer

@@ -14,7 +14,8 @@ class DispatchLoader:
     """Same per-rank batches as sharded loading, but only rank 0 touches the data.
 
     Rank 0 wraps a loader built for rank 0 of world size 1 with batch B*W (the global batch); each step it
-    broadcasts a 'more data' flag, then scatters slice r ([r*B, (r+1)*B) of the global batch) to rank r.
+    broadcasts a 'more data' flag, then scatters to rank r the rows r, r + W, ... of the global batch: the
+    positions ≡ r (mod W) that a rank reading its own shards would read (data/shards.py).
     Works on gloo (CPU tensors) and nccl (pass device). The state is rank 0's loader state (world-size free).
     """
 
@@ -39,7 +40,8 @@ class DispatchLoader:
             out = {}
             for k in KEYS:
                 recv = torch.empty(self.batch, self.block_size, dtype=torch.long, device=self.device)
-                chunks = list(batch[k].to(self.device).split(self.batch)) if self.rank == 0 else None
+                rows = batch[k].to(self.device) if self.rank == 0 else None
+                chunks = [rows[r::self.world] for r in range(self.world)] if rows is not None else None
                 dist.scatter(recv, scatter_list=[c.contiguous() for c in chunks] if chunks else None, src=0,
                              group=self.group)
                 out[k] = recv
@@ -56,17 +58,3 @@ class DispatchLoader:
         if self.loader is not None:
             self.loader.load_state_dict(sd)
 
-
-def build_dispatch_loader(spec, data=None, device: torch.device | None = None, epochs: int | None = None,
-                          group=None) -> DispatchLoader:
-    """A DispatchLoader for spec (DataSpec, on every rank); `data` (an opened Data) is only needed on rank 0."""
-    from ..data.loader import BlockLoader
-
-    world = dist.get_world_size(group)
-    if dist.get_rank(group) == 0:
-        if data is None:
-            raise ValueError("rank 0 needs the opened data (forgather.data.loader.open_data)")
-        workers = spec.num_workers if spec.mode == "cached" else 0
-        glob = BlockLoader(data.train, spec.batch_size * world, 0, 1, workers, epochs=epochs)
-        return DispatchLoader(glob, spec.batch_size, spec.block_size, device, group)
-    return DispatchLoader(None, spec.batch_size, spec.block_size, device, group)

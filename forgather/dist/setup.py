@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +39,7 @@ def choose_backend(section: DistSection, use_cuda: bool) -> str:
     return "nccl" if use_cuda else "gloo"
 
 
-def setup(section: DistSection, timeout_minutes: float = 30.0) -> DistInfo:
+def setup(section: DistSection) -> DistInfo:
     """Join the torchrun job (env:// rendezvous) and pin this rank's device."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -54,16 +55,35 @@ def setup(section: DistSection, timeout_minutes: float = 30.0) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(
             backend=backend,
-            timeout=datetime.timedelta(minutes=timeout_minutes),
+            timeout=datetime.timedelta(minutes=section.init_timeout_minutes),
             device_id=device if use_cuda else None,
         )
     return DistInfo(rank, local_rank, world_size, device, backend)
+
+
+def use_step_timeout(section: DistSection) -> None:
+    """After the first step: collectives time out after step_timeout_minutes instead of the (longer) init timeout,
+    so a hung rank fails the job in minutes, while startup (data, compile) had all the time it needed."""
+    if dist.is_initialized():
+        from torch.distributed.distributed_c10d import _set_pg_timeout  # no public API; torchtitan does the same
+
+        _set_pg_timeout(datetime.timedelta(minutes=section.step_timeout_minutes), dist.group.WORLD)
 
 
 def teardown() -> None:
     """Leave the process group cleanly so torchrun sees a normal exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def report_failure(line: str, rank: int) -> None:
+    """Leave this rank's one-line error for forgather.agent, which prints the failing rank's line last."""
+    status_dir = os.environ.get("FORGATHER_STATUS_DIR")
+    if status_dir:
+        try:
+            (Path(status_dir) / f"rank-{rank}.txt").write_text(line + "\n", encoding="utf-8")
+        except OSError:
+            pass  # the line was printed already; the file only repeats it at the end
 
 
 def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) -> int:
@@ -83,7 +103,9 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
         return status
     except UserError as exc:
         rank = f"[rank {info.rank}] " if info is not None else ""
-        print(f"{label}: {rank}error: {exc}", file=sys.stderr, flush=True)
+        line = f"{label}: {rank}error: {exc}"
+        print(line, file=sys.stderr, flush=True)
+        report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0)))
         return exc.exit_code
     finally:
         teardown()

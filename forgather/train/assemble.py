@@ -12,10 +12,12 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
+from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
-from ..errors import ConfigError, ModelError
+from ..dist.shared_dir import check_shared_directory
+from ..errors import ConfigError, DataError, ModelError
 from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
@@ -44,16 +46,11 @@ def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
 
 
 def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
-    """Open tokenizer and streams; each node's local rank 0 builds the caches before the others read them."""
-    from ..data.inspect import progress_printer
+    """Open tokenizer and streams. A tokenizer trained on the fly is trained by each node's local rank 0 while the
+    others wait; chunks are packed (or read from the cache) later, by each rank for its own shards only."""
     from ..data.loader import open_data
 
-    # The progress bar only draws when a cache is being built (first run on this data and settings).
-    data = open_data(spec, progress_printer("data: tokenize+pack")) if reads_data and info.local_rank == 0 else None
-    if data is not None and spec.mode == "cached":
-        data.train.epoch(0)  # build the first epoch's cache while the other ranks wait
-        if data.val is not None:
-            data.val.epoch(0)
+    data = open_data(spec) if reads_data and info.local_rank == 0 else None
     _barrier()
     if reads_data and info.local_rank != 0:
         data = open_data(spec)
@@ -61,33 +58,64 @@ def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
 
 
 def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> tuple[Any, Callable | None]:
-    """(train loader, eval-loader factory): each rank reads its blocks, or rank 0 reads and dispatches."""
-    from ..data.loader import BlockLoader
+    """(train loader, eval-loader factory): each rank reads its own shards, or rank 0 reads and dispatches."""
+    from ..data.loader import OnePassLoader, ShardedLoader
 
     batch = spec.batch_size
-    workers = spec.num_workers if spec.mode == "cached" else 0
+    pin = info.device.type == "cuda"
     if not dispatch:
-        train = BlockLoader(data.train, batch, info.rank, info.world_size, workers)
+        train = ShardedLoader(data.train, batch, info.rank, info.world_size, pin)
         if data.val is None:
             return train, None
-        return train, lambda: BlockLoader(data.val, batch, info.rank, info.world_size, workers, epochs=1, pad_last=True)
+        return train, lambda: OnePassLoader(data.val, batch, info.rank, info.world_size, pin)
 
     from ..dist.dispatch import DispatchLoader
 
     # gloo moves CPU tensors; nccl needs them on the GPU.
     device = info.device if info.backend == "nccl" else torch.device("cpu")
     world_batch = batch * info.world_size
-
-    def global_loader(stream: Any, **kwargs: Any) -> Any:
-        return BlockLoader(stream, world_batch, 0, 1, workers, **kwargs) if info.is_main else None
-
-    train = DispatchLoader(global_loader(data.train if info.is_main else None), batch, spec.block_size, device)
-    has_val = [data.val is not None] if info.is_main else [None]
+    main = info.is_main
+    train = DispatchLoader(ShardedLoader(data.train, world_batch, 0, 1, pin) if main else None, batch,
+                           spec.block_size, device)
+    has_val = [data.val is not None] if main else [None]
     dist.broadcast_object_list(has_val, src=0)
     if not has_val[0]:
         return train, None
-    return train, lambda: DispatchLoader(global_loader(data.val if info.is_main else None, epochs=1, pad_last=True),
+    return train, lambda: DispatchLoader(OnePassLoader(data.val, world_batch, 0, 1, pin) if main else None,
                                          batch, spec.block_size, device)
+
+
+def hold_run_dir(run_dir: Path, info: DistInfo) -> None:
+    """Rank 0 takes the run dir's exclusive lock for the job (one writer per run dir); every rank fails alike
+    when another job holds it."""
+    from ..checkpoint import sync
+    from ..run_lock import acquire
+
+    sync.from_rank0(lambda: acquire(run_dir) and None)
+
+
+def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: bool, report: bool) -> None:
+    """A resumed run tokenizes with the tokenizer its checkpoint was trained with: a tokenizer trained on the fly
+    is not trained again on changed data, and a different configured one is refused unless allowed."""
+    if saved is None:
+        return
+    from ..data.parquet_source import is_url
+    from ..data.tokenizer import fetch_tokenizer, file_sha256, keep_copy
+
+    configured = spec.tokenizer.path
+    if configured is None:  # a copy outside the checkpoint, which retention may delete later in this run
+        spec.tokenizer.path = str(keep_copy(saved, spec.resolved_cache_dir()))
+        return
+
+    local = fetch_tokenizer(configured, spec.resolved_cache_dir()) if is_url(configured) else Path(configured)
+    if Path(local).is_file() and file_sha256(local) == file_sha256(saved):
+        return
+    if not allow_change:
+        raise DataError(f"data.tokenizer.path {configured} is not the tokenizer {saved.parent.name} was trained with "
+                        f"({saved}); the model's embeddings belong to that one: restore data.tokenizer.path, or add "
+                        "--allow-tokenizer-change to continue with the new tokenizer anyway")
+    if report:
+        print(f"forgather: continuing with a different tokenizer than {saved} (--allow-tokenizer-change)", flush=True)
 
 
 def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> None:
@@ -157,6 +185,8 @@ def train(config: RunConfig, info: DistInfo) -> int:
     """Everything one rank does for `forgather train`; returns the exit status."""
     after_elastic_restart(config, info)
     spec = ModelSpec.from_dict(config.model.arch, source="model.arch")
+    check_shared_directory(config.run_dir)
+    hold_run_dir(config.run_dir, info)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
@@ -167,9 +197,13 @@ def train(config: RunConfig, info: DistInfo) -> int:
     apply_process_settings(precision)
     if info.is_main:
         print("\n".join(describe_policies(config, info, precision)), flush=True)
+    checkpointer.locate()
 
     dspec = data_spec(config, config.train.batch_size)
     dispatch = config.dist.mode == "dispatch" and info.world_size > 1
+    check_world_size(dspec.shards, 1 if dispatch else info.world_size)
+    keep_checkpoint_tokenizer(dspec, checkpointer.checkpoint_tokenizer(), config.checkpoint.allow_tokenizer_change,
+                              info.is_main)
     data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
     if data is not None:
         from ..data.tokenizer import check_vocab

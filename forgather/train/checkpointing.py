@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from .. import checkpoint
-from ..config import RunConfig
+from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist.setup import DistInfo
+from ..checkpoint import sync
 from ..errors import CheckpointError
 from ..models.hf import load_hf, save_pretrained_hf
 from ..models.spec import ModelSpec
-from ..typed import to_plain
-from ..yamlio import dump_yaml
 
 
 class RunCheckpointer:
@@ -29,7 +28,8 @@ class RunCheckpointer:
         # Set once the data is open; saved beside the weights (rank 0, the writer, reads data in every mode).
         self.tokenizer: Tokenizer | None = None
         self.root = config.run_dir / "checkpoints"
-        self.config_text = dump_yaml(to_plain(config))
+        self.latest: Path | None = None  # set by locate()
+        self.config_text = render_config(config)  # never a value taken from the environment
 
     def write_model_dir(self, model_or_state: nn.Module | dict, out: Path) -> Path:
         """HF-format weights + config.json, and the run's tokenizer: a directory generate/eval/transformers can use."""
@@ -67,15 +67,44 @@ class RunCheckpointer:
             checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best)
         return path
 
-    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict] | None:
-        """Restore from the newest verified checkpoint; None when starting fresh."""
+    def locate(self) -> Path | None:
+        """Collective: the checkpoint this run resumes from, found and verified once (rank 0) and broadcast.
+
+        None for a fresh start (--init-model, or no checkpoint yet). A run dir whose checkpoints all fail to verify
+        is refused, never restarted from scratch over them; a damaged newest one is named and skipped."""
         if self.config.train.init_model:
+            self.latest = None
             return None
-        latest = checkpoint.find_latest(self.root)
-        if latest is None:
+
+        def find() -> tuple[str | None, list[str]]:
+            latest, failures = checkpoint.find_latest_verified(self.root)
+            reasons = [f"{path.name}: {reason}" for path, reason in failures]
+            if latest is None and failures:
+                raise CheckpointError(f"no checkpoint in {self.root} verifies ({'; '.join(reasons)}); refusing to start "
+                                      "over them from scratch: restore the damaged files, remove the damaged "
+                                      "checkpoints to resume from an older one, or start over with --init-model "
+                                      "--overwrite")
+            return (str(latest) if latest else None), reasons
+
+        latest, skipped = sync.from_rank0(find)
+        if self.info.is_main:
+            for reason in skipped:
+                print(f"forgather: skipping damaged checkpoint {reason}", flush=True)
+        self.latest = Path(latest) if latest else None
+        return self.latest
+
+    def checkpoint_tokenizer(self) -> Path | None:
+        """The tokenizer.json saved in the checkpoint this run resumes from (a resumed run keeps its tokenizer)."""
+        found = self.latest / "tokenizer.json" if self.latest is not None else None
+        return found if found is not None and found.is_file() else None
+
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict] | None:
+        """Restore from the checkpoint `locate` found (verified there); None when starting fresh."""
+        if self.latest is None:
             if self.info.is_main:
                 print(f"forgather: no checkpoint in {self.root}; starting from initialised weights", flush=True)
             return None
         if self.info.is_main:
-            print(f"forgather: resuming from {latest}", flush=True)
-        return checkpoint.load_checkpoint(latest, model, optimizer, read_model_files=lambda path: load_hf(path)[1])
+            print(f"forgather: resuming from {self.latest}", flush=True)
+        return checkpoint.load_checkpoint(self.latest, model, optimizer, verified=True,
+                                          read_model_files=lambda path: load_hf(path)[1])

@@ -37,9 +37,8 @@ def describe_data(data: Any) -> list[str]:
         lines.append(f"  train source {source.name}: {n:,} documents, draw share {n / total:.3f}")
     if data.val is not None:
         lines.append(f"  validation: {sum(data.val.counts):,} documents from {len(data.val.sources)} source(s)")
-    if spec.mode == "cached":
-        manifest = train.epoch(0).manifest
-        lines.append(f"  epoch 0: {manifest['num_blocks']:,} blocks, fill {100 * manifest['fill']:.2f}%")
+    lines.append(f"  {train.shards} shards of ~{sum(train.counts) // train.shards:,} documents, chunks of "
+                 f"{spec.chunk_tokens:,} tokens, shuffle {spec.shuffle}")
     return lines
 
 

@@ -18,13 +18,15 @@ from torch import nn
 
 from ..config import RunConfig
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
-from ..dist.setup import DistInfo
+from ..dist.setup import DistInfo, use_step_timeout
 from .agreement import StepAgreement
 from .health import LossMonitor, TrainingDiverged  # noqa: F401 (TrainingDiverged: the trainer's error)
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
 from .precision import PrecisionPlan, autocast
 from .step import drop_single_document_ids, eval_loss, train_step
+
+SECOND_SIGNAL_AFTER_S = 2.0
 
 
 @dataclass
@@ -166,8 +168,10 @@ class Trainer:
             self.state.tokens += self.tokens_per_step
             self.meter.add(self.tokens_per_step, data_wait)
             self.losses.add(loss)
-            if self.parts.compiled and self.state.step == self._first_step + 1:
-                self.sink.message(describe_graph_breaks(graph_breaks()))  # every block has compiled by now
+            if self.state.step == self._first_step + 1:
+                use_step_timeout(self.config.dist)  # startup (data, compile) is over
+                if self.parts.compiled:
+                    self.sink.message(describe_graph_breaks(graph_breaks()))  # every block has compiled by now
             self._after_step(grad_norm)
             if self._patience_exhausted():
                 self.sink.message(f"early stopping at step {self.state.step}: no better eval loss in "
@@ -251,10 +255,15 @@ class Trainer:
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _install_signal_handlers(self) -> None:
+        first_at: list[float] = []
+
         def handler(signum: int, _frame: Any) -> None:
-            self._signals_seen += 1
-            if self._signals_seen > 1:
-                raise SystemExit(128 + signum)  # second signal: leave now, without saving
+            # One stop request can arrive twice (a terminal's Ctrl-C reaches the whole process group, and the
+            # launcher forwards it too); only a signal well after the first means "leave now, without saving".
+            now = time.monotonic()
+            if first_at and now - first_at[0] > SECOND_SIGNAL_AFTER_S:
+                raise SystemExit(128 + signum)
+            first_at[:1] = first_at[:1] or [now]
             self.stop_requested = 1
 
         for sig in (signal.SIGTERM, signal.SIGINT):

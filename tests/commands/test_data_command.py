@@ -33,21 +33,45 @@ def test_show_applies_project_flags(tiny_project):
     set_in_project(tiny_project, "flags", "max-length: {key: data.block_size, type: int, help: tokens per block}")
     result = forgather("data", "show", "--max-length", "32", "--block", "3", cwd=tiny_project)
     assert result.returncode == 0, result.stderr
-    assert "block_size 32" in result.stdout and "block 3:" in result.stdout
+    assert "block_size 32" in result.stdout and "block 3 (shard 3):" in result.stdout
 
 
-def test_prepare_builds_train_and_validation_epochs_with_progress(tiny_project):
-    result = forgather("data", "prepare", "--epochs", "2", cwd=tiny_project)
+def test_prepare_builds_every_shard_and_validation_with_progress(tiny_project):
+    result = forgather("data", "prepare", cwd=tiny_project)
     assert result.returncode == 0, result.stderr
-    for line in ("train epoch 0:", "train epoch 1:", "validation epoch 0:", "done in"):
-        assert line in result.stdout
-    assert "tokenize+pack [" in result.stderr
+    out = result.stdout
+    assert "train: 8 shard(s)," in out and "validation: 1 shard(s)," in out and "chunk ends pad" in out
+    assert "done in" in out
+    assert "prepare: " in result.stderr and "tokens/s, ETA" in result.stderr
 
 
-def test_block_past_the_end_names_the_block_count(tiny_project):
+def _chunk_files(cache):
+    return {p.relative_to(cache): p.read_bytes() for p in sorted(cache.rglob("chunk-*/*"))
+            if p.name != "meta.json"}
+
+
+def test_prepare_under_torchrun_equals_one_process_byte_for_byte(tiny_project, tmp_path):
+    set_in_project(tiny_project, "data", "cache_dir: ../cache-one")
+    assert forgather("data", "prepare", cwd=tiny_project).returncode == 0
+    set_in_project(tiny_project, "data", "cache_dir: ../cache-two")
+    two = forgather("data", "prepare", "--nproc-per-node", "2", "--no-accelerator", cwd=tiny_project)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "built by 2 ranks" in two.stdout and "prepare (rank 0's 4 of 8 shards)" in two.stderr
+    one = _chunk_files(tiny_project.parent / "cache-one")
+    assert one and one == _chunk_files(tiny_project.parent / "cache-two")
+
+
+def test_prepare_on_a_world_size_that_cannot_split_the_shards_is_one_line(tiny_project):
+    line = one_line_error(forgather("data", "prepare", "--nproc-per-node", "3", "--no-accelerator",
+                                    cwd=tiny_project))
+    assert "data.shards is 8, which 3 ranks reading data cannot split evenly; use 1, 2, 4, 8 ranks" in line
+
+
+def test_block_past_the_first_epoch_names_the_block_count(tiny_project):
     # In-process (torch is already loaded here): the same handler the CLI dispatches to.
     args = argparse.Namespace(project=str(tiny_project), config=None, data_action="show", block=100000, max_chars=10)
-    with pytest.raises(DataError, match=r"--block 100000: block 100000 out of range \(epoch has \d+\)"):
+    with pytest.raises(DataError, match=r"--block 100000: block 100000 is past the first epoch of shard 0, which "
+                                        r"has \d+ blocks"):
         data_command.run(args, load_composed(args))
 
 

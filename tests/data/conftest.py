@@ -38,3 +38,4 @@ def small_data(shared_data, tmp_path_factory):
     from forgather.data.loader import open_data
 
     return open_data(small_spec(tmp_path_factory.mktemp("cache")))
+

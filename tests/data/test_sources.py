@@ -116,3 +116,18 @@ def test_validation_fraction_holds_out_tail(shared_data):
     assert len(train[0]) + len(val[0]) == len(s) and len(val[0]) == 10
     assert val[0].texts(0, 10) == s.texts(len(s) - 10, len(s))
     assert train[0].identity() != val[0].identity()
+
+
+def test_a_rewrite_with_the_same_size_and_time_changes_the_fingerprint(tmp_path):
+    import os
+
+    from forgather.data.sources import file_identity
+
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "alpha beta"}\n')
+    st = os.stat(path)
+    before = file_identity([str(path)])
+    path.write_text('{"text": "alpha gamm"}\n')  # same length
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    assert file_identity([str(path)]) != before

@@ -31,7 +31,7 @@ def test_from_dict_resolves_paths_and_kinds(tmp_path):
     assert spec.sources[2].resolved_kind() == "hub"
     assert spec.tokenizer.path == str(tmp_path / "tok.json")
     assert spec.resolved_cache_dir() == tmp_path / "cache"
-    assert [s.resolved_kind() for s in default_sources()] == ["python_docs", "python_docs"]
+    assert [s.resolved_kind() for s in default_sources()] == ["python_docs"]
 
 
 @pytest.mark.parametrize("bad, match", [

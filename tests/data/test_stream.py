@@ -1,75 +1,89 @@
-"""The global block stream: every token once per epoch, cached == streaming, epochs reshuffle."""
+"""Reading the stream: each shard epoch is a seeded permutation of the shard's blocks, new every epoch."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from forgather.data.interleave import interleave_order
+from forgather.data.inspect import documents_per_batch
 from forgather.data.loader import open_data
+from forgather.data.shards import Cursor
+from forgather.errors import DataError
 
-from .conftest import small_spec
-
-
-def _expected_docs(data, epoch):
-    labels, local = interleave_order(data.train.counts, data.spec.seed, epoch)
-    texts = [data.train.sources[s].texts(int(i), int(i) + 1)[0] for s, i in zip(labels, local)]
-    return data.tokenizer.encode_docs(texts)
+from ..conftest import tiny_spec
 
 
-def _reassemble(stream, epoch, n):
-    pieces: dict[int, list] = {}
-    for k in range(n):
-        tokens, segs = stream.block(k, epoch)
-        for start, length, doc, off in segs.tolist():
-            pieces.setdefault(doc, []).append((off, tokens[start:start + length]))
-    return pieces
+def _key(block):
+    tokens, segs = block
+    return tokens.tobytes() + segs.tobytes()
 
 
-def test_every_token_of_every_document_exactly_once_per_epoch(small_data):
-    for epoch in (0, 1):
-        ep = small_data.train.epoch(epoch)
-        expected = _expected_docs(small_data, epoch)
-        pieces = _reassemble(small_data.train, epoch, ep.num_blocks)
-        assert sorted(pieces) == list(range(len(expected)))
-        for d, exp in enumerate(expected):
-            parts = sorted(pieces[d], key=lambda p: p[0])
-            offs = [o for o, _ in parts]
-            lens = [len(t) for _, t in parts]
-            assert offs == list(np.cumsum([0] + lens[:-1]))  # no gap, no overlap, no duplicate chunk
-            np.testing.assert_array_equal(np.concatenate([t for _, t in parts]), exp)
-        total = sum(len(e) for e in expected)
-        assert ep.manifest["tokens"] == total
-        assert ep.manifest["fill"] > 0.97
+def _epoch(reader, n):
+    return [_key(reader.next_block()) for _ in range(n)]
 
 
-def test_long_documents_are_split_and_counted(small_data):
-    m = small_data.train.epoch(0).manifest
-    # literature documents are ~30k tokens: over 200 blocks of 128 each
-    assert m["long_docs"] >= 3
-    assert m["documents"] == sum(small_data.train.counts)
+def test_every_epoch_reads_every_block_of_a_shard_once_in_a_new_deterministic_order(tiny_corpus, tmp_path):
+    stream = open_data(tiny_spec(tiny_corpus, tmp_path)).train
+    for shard in range(stream.shards):
+        packed = [_key(c.block(i)) for c in stream.chunks(shard) for i in range(c.num_blocks)]
+        reader = stream.reader(shard)
+        epochs = [_epoch(reader, len(packed)) for _ in range(3)]
+        assert reader.cursor.epoch == 3 and reader.cursor.chunk == 0 and reader.cursor.offset == 0
+        for order in epochs:
+            assert sorted(order) == sorted(packed)  # a permutation: every block exactly once
+        assert epochs[0] != packed and epochs[0] != epochs[1] != epochs[2]
+        again = open_data(tiny_spec(tiny_corpus, tmp_path)).train.reader(shard)
+        assert _epoch(again, len(packed)) == epochs[0]  # the same order from another open
 
 
-def test_epochs_reshuffle_deterministically(small_data):
-    a = [small_data.train.block(k, 0)[0] for k in range(20)]
-    b = [small_data.train.block(k, 1)[0] for k in range(20)]
-    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+def test_without_shuffle_blocks_come_in_packing_order(tiny_corpus, tmp_path):
+    stream = open_data(tiny_spec(tiny_corpus, tmp_path, shuffle=False)).train
+    packed = [_key(c.block(i)) for c in stream.chunks(0) for i in range(c.num_blocks)]
+    reader = stream.reader(0)
+    assert _epoch(reader, len(packed)) == packed == _epoch(reader, len(packed))
 
 
-def test_streaming_produces_the_same_blocks_as_cached(small_data, tmp_path):
-    streaming = open_data(small_spec(tmp_path, mode="streaming")).train
-    n = small_data.train.epoch(0).num_blocks
-    got = list(streaming.packer(0))
-    assert len(got) == n
-    for k in (0, 1, n // 2, n - 1):
-        t, s = small_data.train.block(k)
-        np.testing.assert_array_equal(got[k].tokens, t)
-        np.testing.assert_array_equal(got[k].segments, s)
-    assert streaming.fingerprint == small_data.train.fingerprint
+def test_a_reader_resumes_from_any_cursor_exactly(tiny_corpus, tmp_path):
+    for mode in ("cached", "streaming"):
+        stream = open_data(tiny_spec(tiny_corpus, tmp_path, mode=mode)).train
+        reader = stream.reader(3)
+        full, cursors = [], []
+        for _ in range(400):  # past the end of the shard's first epoch
+            cursors.append(reader.cursor)
+            full.append(_key(reader.next_block()))
+        for at in (0, 1, 57, 200, 399):
+            resumed = stream.reader(3, Cursor.from_list(cursors[at].to_list()))
+            assert _epoch(resumed, 400 - at) == full[at:], (mode, at)
 
 
-def test_parallel_build_equals_serial(small_data, tmp_path):
-    par = open_data(small_spec(tmp_path, num_workers=2)).train
-    ep = par.epoch(0)
-    assert ep.path != small_data.train.epoch(0).path  # a different cache root, rebuilt from scratch
-    for k in range(0, ep.num_blocks, 37):
-        np.testing.assert_array_equal(ep.block(k)[0], small_data.train.block(k)[0])
+def test_a_shuffled_batch_draws_from_many_more_documents(tiny_corpus, tmp_path):
+    ordered = open_data(tiny_spec(tiny_corpus, tmp_path, shards=1, shuffle=False, chunk_tokens=1 << 20)).train
+    shuffled = open_data(tiny_spec(tiny_corpus, tmp_path, shards=1, chunk_tokens=1 << 20)).train
+    before, after = documents_per_batch(ordered, 8, 60), documents_per_batch(shuffled, 8, 60)
+    # in stream order a book's pieces are consecutive blocks: many batches come from one document
+    assert sum(c == 1 for c in before) >= 10
+    assert sum(c == 1 for c in after) <= 2
+    assert sum(after) / len(after) > 1.3 * sum(before) / len(before)
+
+
+def test_shards_of_blank_documents_are_refused(tmp_path, tiny_corpus):
+    lines = [json.dumps({"text": "  "}) for _ in range(7)] + [json.dumps({"text": "some words here"})]
+    (tmp_path / "blank.jsonl").write_text("\n".join(lines) + "\n")
+    spec = tiny_spec(tiny_corpus, tmp_path / "cache", sources=[{"path": str(tmp_path / "blank.jsonl")}], shards=2)
+    stream = open_data(spec).train
+    refused = []
+    for shard in range(2):  # one shard has the one document with text, the other only blanks
+        try:
+            stream.reader(shard).next_block()
+        except DataError as exc:
+            refused.append(str(exc))
+    assert len(refused) == 1 and "holds no text" in refused[0] and "lower data.shards" in refused[0]
+
+
+def test_global_position_k_is_block_k_over_s_of_shard_k_mod_s(tiny_corpus, tmp_path):
+    stream = open_data(tiny_spec(tiny_corpus, tmp_path)).train
+    readers = [stream.reader(s) for s in range(4)]
+    blocks = [readers[k % 4].next_block() for k in range(12)]
+    for k in (0, 5, 11):
+        np.testing.assert_array_equal(stream.block(k)[0], blocks[k][0])

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from forgather.agent import PREEMPTED
+
 from ..conftest import set_in_project
+from .processes import Training
 from .test_distributed_training import TOL, losses, train
 
 
@@ -70,37 +69,24 @@ def test_init_model_refuses_to_replace_checkpoints_without_overwrite(project):
     assert (project / "output" / "checkpoints" / "step-000002").is_dir()
 
 
-def _rank_pids(launcher_pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "forgather.run"], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if int(p) != launcher_pid]
-
-
-def _straight_losses_then_kill_a_rank_after_step_4(project: Path, *args: str) -> tuple[dict, subprocess.Popen]:
+def _straight_losses_then_kill_a_rank_after_step_4(project: Path, *args: str) -> tuple[dict, Training]:
     """40 uninterrupted steps' losses; then the same run started fresh (with `args`), one rank killed -9 as
-    soon as the step-4 checkpoint exists. Returns (losses, the killed run's process)."""
+    soon as the step-4 checkpoint is saved. Returns (losses, the killed run)."""
     set_in_project(project, "train", "max_steps: 400")
     train(project, "--init-model", "--max-steps", "40", "--save-strategy", "no", nproc=2)
     straight = losses(project)
     _fresh_metrics(project)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model",
-         "--overwrite", "--max-steps", "40", *args],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    checkpoints = project / "output" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (checkpoints / "step-000004").is_dir():
-        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint appeared"
-        time.sleep(0.02)
-    ranks = _rank_pids(proc.pid)
-    assert ranks, "no rank processes found"
-    os.kill(ranks[-1], signal.SIGKILL)
-    return straight, proc
+    run = Training(project, "--init-model", "--overwrite", "--max-steps", "40", *args, nproc=2)
+    run.wait_for(r"saved checkpoint .*step-000004")
+    ranks = run.ranks()
+    assert len(ranks) == 2, "rank processes not found"
+    ranks[-1].kill()
+    return straight, run
 
 
 def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
-    straight, proc = _straight_losses_then_kill_a_rank_after_step_4(project)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0  # torchrun reports the failed rank, and forgather exits with its status
+    straight, run = _straight_losses_then_kill_a_rank_after_step_4(project)
+    assert run.finish(timeout=120) != 0  # the failed rank's status, not success
 
     output = train(project, "--max-steps", "40", nproc=2).stdout
     started = re.search(r"training steps (\d+)→40", output)
@@ -109,21 +95,15 @@ def test_kill_9_of_a_rank_then_train_resumes_with_identical_losses(project):
     assert {s: resumed[s] for s in straight} == straight
 
 
-def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits(project):
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_preempted(project):
     set_in_project(project, "train", "max_steps: 100000")
     set_in_project(project, "checkpoint", "save_every: 1000")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--nproc-per-node", "2", "--init-model"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    runs = project / "output" / "runs" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while not (runs.exists() and runs.read_text().count("\n") >= 3):
-        assert time.monotonic() < deadline and proc.poll() is None, "training never started"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # the launcher exec'ed torchrun, which forwards it to the ranks
-    output, _ = proc.communicate(timeout=120)
-    stopped = re.search(r"stopped by signal at step (\d+)", output)
-    assert stopped, output[-3000:]
+    run = Training(project, "--init-model", nproc=2)
+    run.wait_for(r"^step 3 ")
+    run.proc.send_signal(signal.SIGTERM)  # the launcher (torchrun's agent) passes it to the ranks
+    assert run.finish(timeout=120) == PREEMPTED, run.output[-3000:]
+    stopped = re.search(r"stopped by signal at step (\d+)", run.output)
+    assert stopped, run.output[-3000:]
     step = int(stopped.group(1))
     assert (project / "output" / "checkpoints" / f"step-{step:06d}" / "manifest.json").is_file()
     assert f"training steps {step}→" in train(project, "--max-steps", str(step + 1), nproc=2).stdout
@@ -131,9 +111,9 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits(project):
 
 def test_elastic_restart_after_kill_9_resumes_from_the_latest_checkpoint_and_finishes(project):
     # --init-model --overwrite on the first attempt must not wipe what it saved when torchrun restarts it.
-    straight, proc = _straight_losses_then_kill_a_rank_after_step_4(project, "--", "--max-restarts", "1")
-    output, _ = proc.communicate(timeout=180)
-    assert proc.returncode == 0, output[-3000:]  # the restarted workers finished the job
+    straight, run = _straight_losses_then_kill_a_rank_after_step_4(project, "--", "--max-restarts", "1")
+    assert run.finish(timeout=180) == 0, run.output[-3000:]  # the restarted workers finished the job
+    output = run.output
     assert "worker restart 1 after a failure" in output
     started = re.findall(r"training steps (\d+)→40", output)
     assert len(started) == 2 and started[0] == "0" and int(started[1]) >= 4, output[-3000:]

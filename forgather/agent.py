@@ -1,0 +1,98 @@
+"""torchrun, run in-process so its outcome is ours: `python -m forgather.agent TORCHRUN_ARGS...`.
+
+`forgather train` execs this instead of the torchrun script. It parses the arguments with torchrun's own
+parser and runs torchrun's own `run()` (the elastic agent; nothing home-made), and adds three things:
+
+- Exit status: when ranks fail, the exit code is the failing rank's own (2 for a config or data error,
+  3 for divergence...), not torchrun's 1, and the rank's one-line error is printed last, after any
+  noise from the other ranks; torchrun's ChildFailedError report is not printed.
+- Signals: SIGTERM/SIGINT go to the ranks, which finish their step, save a checkpoint and exit; the
+  agent never kills them after a grace period (torchrun's agent would, after 30 s), so a slow save
+  completes. A job stopped this way exits PREEMPTED (75): resumable, e.g. for a scheduler to requeue.
+The ranks stop by themselves if this process dies (kill -9): see lifeline.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving a checkpoint; `forgather train` resumes
+STATUS_DIR_ENV = "FORGATHER_STATUS_DIR"  # ranks write their one-line error here (run.py / dist.setup)
+FORGATHER_CODES = (2, 3)  # UserError, TrainingDiverged: a rank's own, meaningful exit statuses
+
+
+def forward_signals(state: dict) -> None:
+    """SIGTERM/SIGINT: pass them to our worker processes and remember that the job was asked to stop."""
+    import psutil
+
+    def forward(signum: int, _frame: object) -> None:
+        state["signal"] = signum
+        for child in psutil.Process().children(recursive=False):
+            try:
+                child.send_signal(signum)
+            except psutil.Error:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+
+
+def rank_error(status_dir: Path, rank: int) -> str | None:
+    """The one-line error rank `rank` wrote before exiting, if it wrote one."""
+    try:
+        return (status_dir / f"rank-{rank}.txt").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, str | None]:
+    """(exit status, line to print last): a rank's forgather status and message when one failed with one."""
+    own = {r: f for r, f in failures.items() if f.exitcode in FORGATHER_CODES}
+    pool = own or failures
+    rank = min(pool, key=lambda r: (pool[r].timestamp, r))
+    code = pool[rank].exitcode
+    if code < 0:  # killed by a signal
+        code = 128 - code
+    return code or 1, rank_error(status_dir, rank)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run torchrun's agent over argv; returns the job's exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    state: dict = {"signal": None}
+    forward_signals(state)
+    status_dir = Path(tempfile.mkdtemp(prefix="forgather-status-"))
+    os.environ[STATUS_DIR_ENV] = str(status_dir)
+    # The agent's own failure log lines repeat what the ranks printed; keep its warnings, drop its error report.
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    args = parse_args(argv)
+    # torchrun's agent would take SIGTERM/SIGINT itself: SignalException, then SIGKILL after a grace period.
+    args.signals_to_handle = "SIGHUP,SIGQUIT"
+    try:
+        run(args)
+        status, line = 0, None
+    except ChildFailedError as exc:
+        status, line = failure_outcome(exc.failures, status_dir)
+    finally:
+        for leftover in status_dir.glob("*"):
+            leftover.unlink(missing_ok=True)
+        status_dir.rmdir()
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    if status == 0 and state["signal"] is not None:
+        print(f"forgather: stopped by {signal.Signals(state['signal']).name} after saving a checkpoint; "
+              f"`forgather train` resumes (exit status {PREEMPTED})", file=sys.stderr, flush=True)
+        return PREEMPTED
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

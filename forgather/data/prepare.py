@@ -1,0 +1,194 @@
+"""`forgather data prepare`: pack every chunk of every shard into the cache ahead of training.
+
+Three ways, one result (a chunk's bytes do not depend on who builds it):
+- in this process (data.num_workers ≤ 1);
+- a pool of data.num_workers processes, each building whole shards;
+- under torchrun (`forgather data prepare --nproc-per-node N [--nnodes ...]`): rank r of W builds the
+  shards s ≡ r (mod W), the ones it will read when training on W ranks; rank 0 also builds the
+  validation stream and prints progress and the summary.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from .spec import DataSpec
+
+Progress = Callable[[int, int], None]  # (documents, tokens) just packed
+
+
+def build_shards(stream: Any, shards: list[int], progress: Progress | None = None) -> list[dict]:
+    """Pack (or verify) every chunk of the given shards in order; per-shard counts."""
+    out = []
+    for s in shards:
+        row = {"shard": s, "chunks": 0, "blocks": 0, "tokens": 0, "padding": 0, "documents": 0}
+        for chunk in stream.chunks(s):
+            docs = chunk.end_doc - chunk.first_doc
+            row["chunks"] += 1
+            row["blocks"] += chunk.num_blocks
+            row["tokens"] += chunk.used
+            row["padding"] += chunk.flush_padding
+            row["documents"] += docs
+            if progress is not None:
+                progress(docs, chunk.used)
+        out.append(row)
+    return out
+
+
+class RateReporter:
+    """Progress lines: documents done of a total, tokens/s and ETA (a line every few seconds when not a TTY)."""
+
+    def __init__(self, label: str, total_documents: int, out: TextIO | None = None, every: float = 2.0) -> None:
+        self.label, self.total, self.out, self.every = label, max(1, total_documents), out or sys.stderr, every
+        self.documents = self.tokens = 0
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, documents: int, tokens: int) -> None:
+        self.documents += documents
+        self.tokens += tokens
+        now = time.monotonic()
+        if now - self.last < self.every and self.documents < self.total:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        fraction = self.documents / self.total
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
+        self.out.write(f"{self.label}: {self.documents:,}/{self.total:,} documents ({fraction:.0%}), "
+                       f"{self.tokens / elapsed:,.0f} tokens/s, ETA {format_seconds(eta)}\n")
+        self.out.flush()
+
+
+def format_seconds(seconds: float) -> str:
+    """12s, 3m04s, 2h05m."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def summarise(label: str, rows: list[dict], block_size: int) -> str:
+    """One line per stream: shards, chunks, blocks, tokens, fill and the padding left at chunk ends."""
+    blocks = sum(r["blocks"] for r in rows)
+    capacity = max(1, blocks * block_size)
+    tokens, padding = sum(r["tokens"] for r in rows), sum(r["padding"] for r in rows)
+    sizes = [r["blocks"] for r in rows]
+    spread = f", shard sizes {min(sizes):,}–{max(sizes):,} blocks" if len(rows) > 1 else ""
+    return (f"{label}: {len(rows)} shard(s), {sum(r['chunks'] for r in rows):,} chunk(s), {blocks:,} blocks × "
+            f"{block_size} = {tokens:,} tokens, fill {tokens / capacity:.2%} (chunk ends pad {padding / capacity:.2%})"
+            f"{spread}")
+
+
+# -- a pool of processes, whole shards each ----------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(spec: DataSpec, messages: Any) -> None:
+    from .loader import open_data
+
+    _WORKER["data"], _WORKER["messages"] = open_data(spec), messages
+
+
+def _build_one(shard: int) -> list[dict]:
+    messages = _WORKER["messages"]
+    return build_shards(_WORKER["data"].train, [shard], lambda d, t: messages.put((d, t)))
+
+
+def prepare_in_process(spec: DataSpec, out: TextIO | None = None) -> str:
+    """Build every chunk here (a pool over shards when data.num_workers > 1); returns the summary."""
+    from .loader import open_data
+
+    start = time.monotonic()
+    data = open_data(spec)  # trains the tokenizer first if needed, so workers only load it
+    train = data.train
+    report = RateReporter("prepare", sum(train.counts), out)
+    if spec.num_workers > 1 and train.shards > 1:
+        ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or tokenizer state
+        messages = ctx.Queue()
+        with ctx.Pool(min(spec.num_workers, train.shards), _init_worker, (spec, messages)) as pool:
+            pending = pool.map_async(_build_one, range(train.shards))
+            while not pending.ready() or not messages.empty():
+                try:
+                    report(*messages.get(timeout=0.2))
+                except Exception:  # queue.Empty: nothing new yet
+                    continue
+            rows = [row for part in pending.get() for row in part]
+    else:
+        rows = build_shards(train, list(range(train.shards)), report)
+    lines = [summarise("train", rows, spec.block_size)]
+    if data.val is not None:
+        lines.append(summarise("validation", build_shards(data.val, [0]), spec.block_size))
+    lines.append(f"cache: {Path(train.chunk_path(0, 0)).parents[1]} — done in {time.monotonic() - start:.1f}s")
+    return "\n".join(lines)
+
+
+# -- torchrun: one rank per share of the shards -------------------------------------------------------------
+
+
+def prepare_rank(spec: DataSpec, rank: int, world: int, out: TextIO | None = None) -> str | None:
+    """Build the shards rank r of W owns (and, on rank 0, the validation stream); the summary on rank 0."""
+    import torch.distributed as dist
+
+    from .loader import open_data
+    from .shards import check_world_size
+
+    check_world_size(spec.shards, world)
+    start = time.monotonic()
+    data = open_data(spec) if rank == 0 else None  # rank 0 trains the tokenizer, if one must be trained
+    dist.barrier()
+    data = data or open_data(spec)
+    owned = data.train.layout.owned(rank, world)
+    total = sum(data.train.layout.shard_documents(s) for s in owned)
+    report = RateReporter(f"prepare (rank 0's {len(owned)} of {data.train.shards} shards)", total, out) \
+        if rank == 0 else None
+    rows = build_shards(data.train, owned, report)
+    val = build_shards(data.val, [0]) if rank == 0 and data.val is not None else None
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, rows)
+    if rank != 0:
+        return None
+    lines = [summarise("train", sorted((r for p in parts for r in p), key=lambda r: r["shard"]), spec.block_size)]
+    if val is not None:
+        lines.append(summarise("validation", val, spec.block_size))
+    lines.append(f"built by {world} ranks in {time.monotonic() - start:.1f}s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """torchrun entry point: `python -m forgather.data.prepare RUN_DIR/data-prepare.yaml`."""
+    from dataclasses import replace
+
+    from ..config import read_config
+    from ..dist.setup import DistInfo, run_rank
+    from ..errors import UserError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config = read_config(Path(argv[0]))
+    except UserError as exc:
+        print(f"forgather data prepare: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
+
+    def body(info: DistInfo) -> int:
+        summary = prepare_rank(spec, info.rank, info.world_size)
+        if summary is not None:
+            print(summary, flush=True)
+        return 0
+
+    # Packing is CPU work: gloo, even on GPU nodes; a long timeout, since ranks meet only when all are done.
+    section = replace(config.dist, backend="gloo", accelerator=False,
+                      init_timeout_minutes=config.dist.data_timeout_minutes)
+    return run_rank("forgather data prepare", section, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
