@@ -7,9 +7,10 @@ fallback.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from .errors import ConfigError
 from .typed import from_plain, to_plain
@@ -116,6 +117,51 @@ class RunConfig:
         return self.path(self.output_dir)
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+# What each number may be, checked with the file:line it came from before anything runs (a batch of -3 looped
+# forever building caches, 0 divided by zero, --lr nan trained on NaN, --max-steps -5 "finished" at once).
+RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.grad_accum_steps", lambda v: v >= 1, "at least 1"),
+    ("train.learning_rate", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("train.base_batch_tokens", lambda v: v >= 1, "at least 1"),
+    ("train.weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("train.betas", lambda v: len(v) == 2 and all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("train.clip_grad_norm", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: off)"),
+    ("train.warmup_steps", lambda v: v >= 0, "at least 0"),
+    ("train.min_lr_ratio", lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
+    ("train.decay_fraction", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
+    ("train.max_steps", lambda v: v is None or v >= 0, "at least 0"),
+    ("train.max_tokens", lambda v: v is None or v >= 1, "at least 1 (or null)"),
+    ("train.step_cadence", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("train.log_every", lambda v: v >= 0, "at least 0 (0: off)"),
+    ("train.eval_every", lambda v: v >= 0, "at least 0 (0: off)"),
+    ("train.eval_batches", lambda v: v >= 1, "at least 1"),
+    ("train.peak_flops", lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0 (or null)"),
+    ("train.divergence_factor", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: off)"),
+    ("train.early_stopping_patience", lambda v: v >= 0, "at least 0 (0: off)"),
+    ("checkpoint.save_every", lambda v: v >= 1, "at least 1"),
+    ("checkpoint.keep_last", lambda v: v >= 0, "at least 0"),
+    ("checkpoint.keep_best", lambda v: v >= 0, "at least 0"),
+    ("dist.init_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),
+    ("dist.step_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),
+    ("dist.data_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),
+]
+
+
+def check_ranges(config: RunConfig, origins: Origins) -> None:
+    """ConfigError naming file:line (or flag), key and value for the first number out of its range."""
+    for key, ok, rule in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not ok(value):
+            where = origins.get(key, "config")
+            raise ConfigError(f"{where}: {key} is {value}; it must be {rule}")
+
+
 def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
     """Strictly type the resolved tree; unknown keys and wrong types name their file:line."""
     config = from_plain(RunConfig, tree, origins)
@@ -124,6 +170,7 @@ def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
     from .data.spec import DataSpec
     from .models.spec import ModelSpec
 
+    check_ranges(config, origins)
     from_plain(ModelSpec, config.model.arch, origins, "model.arch").validate()
     from_plain(DataSpec, config.data, origins, "data")
     if "batch_size" in config.data:  # one source of truth: the loader takes train.batch_size
@@ -179,7 +226,9 @@ def read_config(path: Path) -> RunConfig:
     _fill_missing_defaults(tree)
     tree.setdefault("environment", {})
     _fill_environment(tree, str(path))
-    return from_plain(RunConfig, tree, {"": str(path)})
+    config = from_plain(RunConfig, tree, {"": str(path)})
+    check_ranges(config, {})
+    return config
 
 
 def _fill_environment(tree: dict[str, Any], where: str) -> None:

@@ -1,20 +1,117 @@
-"""Checks before torchrun starts: the GPUs asked for exist, and the config can train on the device it gets.
+"""Checks `forgather train` makes before torchrun starts, so a mistake is one line and not a rank traceback
+or a hang: the run dir is writable, a static rendezvous port is free, a c10d endpoint is a torch store; the
+GPUs asked for exist, one per rank, and the attention backend can train on the device the ranks will get.
 
-torch-free (GPU facts come from NVML and the environment). Each problem is one line naming the flag or the
-config key (file:line) and the fix; `forgather train` stops on the first, `--dry-run` prints them as warnings.
+torch-free unless a program already listens on a c10d endpoint (GPU facts come from NVML and the environment).
+`launch_problems` returns its findings so that `--dry-run` can print them as warnings.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import errno
+import socket
+import tempfile
+import threading
+from pathlib import Path
 from typing import Mapping
 
 from .config import RunConfig
 from .devices import Gpu, devices_problem, nvml_gpus, visible_gpu_count
+from .errors import UserError
 from .launch import parse_devices
 from .models.attention_plan import training_problem
 from .train.precision import plan_precision
 from .yamlio import Origins
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+STORE_PROBE_SECONDS = 5.0
+
+
+def check_writable(run_dir: Path) -> None:
+    """UserError when the run dir cannot be created or written (read-only disk, permissions)."""
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"output_dir {run_dir} is not writable ({exc.strerror or exc}); point --output-dir at a "
+                        "directory you can write to") from None
+
+
+def _is_local(host: str) -> bool:
+    if host in LOCAL_HOSTS or host == socket.gethostname():
+        return True
+    try:
+        return socket.gethostbyname(host) in {"127.0.0.1", _own_address()}
+    except OSError:
+        return False
+
+
+def _own_address() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return ""
+
+
+def check_master_port(host: str, port: int) -> None:
+    """With static rendezvous, node 0 serves the store on host:port: it must be free there."""
+    if not _is_local(host):
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"--master-port {port} is in use on this machine; pick a free port (or let "
+                                "forgather choose: leave out --master-addr/--master-port on one node)") from None
+            raise
+
+
+def check_rendezvous_endpoint(endpoint: str) -> None:
+    """A c10d endpoint that accepts connections must answer like a torch store; another program on that port
+    would hang the rendezvous for minutes. Refused connections are fine: the first agent will host the store."""
+    host, _, port_text = endpoint.rpartition(":")
+    if not port_text.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=STORE_PROBE_SECONDS):
+            pass
+    except OSError:
+        return  # nothing listens yet (or unreachable: torchrun reports that itself)
+    from torch.distributed import TCPStore  # only when a program listens there: the dry run stays torch-free
+
+    answered: list[bool] = []
+
+    def handshake() -> None:
+        try:
+            store = TCPStore(host, int(port_text), is_master=False, wait_for_workers=False,
+                             timeout=datetime.timedelta(seconds=STORE_PROBE_SECONDS))
+            store.check(["forgather-preflight"])  # a round trip: only a store answers it
+            answered.append(True)
+        except Exception:  # noqa: BLE001 - any failure to speak the store protocol means the same thing
+            pass
+
+    # A program that accepts but never answers would block the store client indefinitely: give it a deadline.
+    probe = threading.Thread(target=handshake, daemon=True)
+    probe.start()
+    probe.join(2 * STORE_PROBE_SECONDS)
+    if not answered:
+        raise UserError(f"--rdzv-endpoint {endpoint}: another program listens on that port and it is not a torch "
+                        "rendezvous store; pick a free port")
+
+
+def preflight(args: argparse.Namespace, run_dir: Path) -> None:
+    """Every check that can run before torchrun, for `forgather train`'s parsed launcher flags."""
+    check_writable(run_dir)
+    if args.dry_run:
+        return
+    if args.master_port is not None and (args.node_rank in (None, 0)):
+        check_master_port(args.master_addr or "127.0.0.1", args.master_port)
+    if args.rdzv_endpoint:
+        check_rendezvous_endpoint(args.rdzv_endpoint)
 
 
 def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origins, environ: Mapping[str, str],

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 from torch.distributed.tensor import DTensor
 
+from ..errors import CheckpointError
 from . import layout, sync
 from .manifest import fsync_dir, write_manifest
 from .rng import save_rng
@@ -79,6 +81,28 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
     """Collective: write step-NNNNNN under root atomically and return its path (same on every rank)."""
     root = Path(root)
     final, tmp = layout.step_dir(root, step), layout.tmp_dir(root, step)
+    try:
+        _write_and_publish(root, step, model, optimizer, trainer_state, data_state, config_text, write_model_files)
+    except (OSError, RuntimeError, CheckpointError, SafetensorError) as exc:  # I/O: disk full, quota, permissions
+        if sync.rank() == 0:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial save is never left behind, nor ever loaded
+        raise CheckpointError(f"saving the step-{step} checkpoint failed: {describe_failure(exc)}; nothing was "
+                              "published, so the previous checkpoint is still the latest: fix that and resume "
+                              "with `forgather train`") from None
+    return final
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for an I/O failure: the OS's words and the file (disk full, quota, permissions)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    return " ".join(str(exc).split())
+
+
+def _write_and_publish(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       trainer_state: dict, data_state: dict, config_text: str,
+                       write_model_files: WriteModelFiles) -> None:
+    final, tmp = layout.step_dir(root, step), layout.tmp_dir(root, step)
     rank = sync.rank()
     sync.from_rank0(lambda: _prepare(root, tmp))  # doubles as the barrier before anyone writes into tmp
 
@@ -96,4 +120,3 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
 
     optimizer_format = "dcp" if is_sharded(model) else "full"
     sync.from_rank0(lambda: _publish(root, tmp, final, step, sync.world_size(), optimizer_format))
-    return final

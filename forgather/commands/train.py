@@ -10,7 +10,7 @@ from typing import Any
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
-from ..preflight import launch_problems
+from ..preflight import launch_problems, preflight
 from ..run_lock import probe
 from .common import add_project_flags, resolve_config
 
@@ -34,12 +34,30 @@ def register(subparsers: Any, composed: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace) -> None:
-    """Launcher flags that also change what the ranks do."""
+def apply_launcher_overrides(config: RunConfig, args: argparse.Namespace, origins: dict[str, str]) -> None:
+    """Launcher flags that also change what the ranks do (recorded as flags: they apply on resume too)."""
     if args.no_accelerator:
         config.dist.accelerator = False
+        origins["dist.accelerator"] = "flag --no-accelerator"
     if args.dist_backend:
         config.dist.backend = args.dist_backend
+        origins["dist.backend"] = "flag --dist-backend"
+
+
+def resumed_config(config: RunConfig, origins: dict[str, str]) -> RunConfig:
+    """On resume, the run's saved config with this launch's flags applied (resume_config.py); else `config`."""
+    from ..checkpoint.layout import list_checkpoints
+    from ..resume_config import reconcile, saved_config
+
+    if config.train.init_model or not list_checkpoints(config.run_dir / "checkpoints"):
+        return config
+    saved = saved_config(config.run_dir)
+    if saved is None:
+        return config
+    reconciled = reconcile(config, origins, saved)
+    for line in reconciled.report():
+        print(line, file=sys.stderr)
+    return reconciled.config
 
 
 def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_node: int) -> None:
@@ -68,22 +86,30 @@ def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_nod
 
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, origins = resolve_config(composed, args)
-    apply_launcher_overrides(config, args)
+    apply_launcher_overrides(config, args, origins)
+    config_path = config.run_dir / "config.yaml"
+    existing_run = config_path.is_file()
+    plan = plan_launch(args, config_path)
+    preflight(args, config.run_dir)
+    probe(config.run_dir)  # another job writes here: stop before touching its config
+    config = resumed_config(config, origins)
     problems = launch_problems(config, args, origins, os.environ)
     if problems and not args.dry_run:
         raise UserError(problems[0])  # before torchrun and before any data is prepared
-    config_path = config.run_dir / "config.yaml"
-    plan = plan_launch(args, config_path)
     check_data_layout(config, args, plan.nproc_per_node)
-    probe(config.run_dir)  # another job writes here: stop before touching its config
-    write_config(config, config_path)
     if args.dry_run:
         for problem in problems:  # the command may be meant for another machine: say, don't refuse
             print(f"# warning: {problem}")
-        print(f"# resolved config written to {config_path}")
+        # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
+        if existing_run:
+            print(f"# dry run: the run's {config_path} is left as it is")
+        else:
+            write_config(config, config_path)
+            print(f"# resolved config written to {config_path}")
         for key, value in plan.env.items():
             print(f"# env: {key}={value!r}")
         print(plan.shell())
         return 0
+    write_config(config, config_path)
     print(f"forgather: {plan.shell()}", file=sys.stderr)
     return execute(plan)

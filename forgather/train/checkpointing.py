@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -39,15 +40,26 @@ class RunCheckpointer:
         return out
 
     def check_init_policy(self) -> None:
-        """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed."""
+        """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed. A fresh start
+        moves the old run's logs (metrics.jsonl, TensorBoard events) to RUN_DIR/archive, so runs never mix."""
         train = self.config.train
-        if not train.init_model or not checkpoint.has_checkpoints(self.root):
+        if not train.init_model:
             return
-        if not train.overwrite:
+        if checkpoint.has_checkpoints(self.root) and not train.overwrite:
             raise CheckpointError(f"{self.root} already holds checkpoints; run `forgather train` to resume, or add "
                                   "--overwrite to --init-model to delete them and start over")
-        if self.info.is_main:
+        if not self.info.is_main:
+            return
+        if checkpoint.has_checkpoints(self.root):
             shutil.rmtree(self.root)
+        logs = self.config.run_dir / "runs"
+        if logs.is_dir() and any(logs.iterdir()):
+            stamp = time.strftime("runs-%Y%m%d-%H%M%S")
+            archive = next(path for n in range(1, 10_000)
+                           if not (path := self.config.run_dir / "archive" / (stamp if n == 1 else f"{stamp}-{n}")).exists())
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            logs.rename(archive)
+            print(f"forgather: the previous run's logs moved to {archive}", flush=True)
 
     def write_initial_model(self, model: nn.Module) -> Path | None:
         """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model)."""

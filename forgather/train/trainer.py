@@ -110,9 +110,20 @@ class Trainer:
             return
         trainer_state, data_state = restored
         self.scheduler.load_state_dict(trainer_state.pop("scheduler"))
+        self._apply_configured_learning_rate()
         self.state = TrainState(**trainer_state)
         if data_state and self.config.checkpoint.restore_dataset_state:
             self.parts.train_batches.load_state_dict(data_state)
+
+    def _apply_configured_learning_rate(self) -> None:
+        """The scheduler's saved base LR is the old run's; a resumed run's config (which records a --lr change)
+        decides it, from the restored step on."""
+        peak = scaled_learning_rate(self.train_cfg, self.tokens_per_step)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [peak] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = peak, peak * factor
+        self.scheduler._last_lr = [peak * factor] * len(self.optimizer.param_groups)
 
     def _train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, grad norm) as device scalars, unread."""

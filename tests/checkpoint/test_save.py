@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from forgather.errors import CheckpointError
 import torch
 
 from forgather.checkpoint import layout
@@ -66,10 +68,11 @@ def test_a_failing_model_writer_raises_and_publishes_nothing(tmp_path, trained):
     def broken(state_dict, directory):
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="saving the step-200 checkpoint failed: disk full.*previous checkpoint"):
         save(tmp_path, 200, *trained, writer=broken)
     assert find_latest(tmp_path) == tmp_path / "step-000100"
     assert not (tmp_path / "step-000200").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000100"]  # no partial .tmp dir left behind
 
 
 def test_non_json_trainer_state_is_rejected_before_publishing(tmp_path, trained):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 
 from . import forgather, one_line_error
 
@@ -29,3 +32,37 @@ def test_resuming_with_another_shard_count_is_refused_before_torchrun(tiny_proje
     assert "--no-restore-dataset-state" in line
     assert forgather("train", "--no-accelerator", "--dry-run", "--no-restore-dataset-state",
                      cwd=tiny_project).returncode == 0
+
+
+def test_a_read_only_output_dir_is_one_line(tiny_project):
+    (tiny_project / "output").mkdir()
+    (tiny_project / "output").chmod(0o500)
+    try:
+        if os.access(tiny_project / "output", os.W_OK):
+            return  # root ignores permissions: nothing to show as this user (CI runs unprivileged checks too)
+        line = one_line_error(forgather("train", "--no-accelerator", cwd=tiny_project))
+        assert "output_dir" in line and "is not writable" in line
+    finally:
+        (tiny_project / "output").chmod(0o700)
+
+
+def test_a_master_port_in_use_is_one_line(tiny_project):
+    with socket.socket() as held:  # held open for the whole test: never released and reused
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        line = one_line_error(forgather("train", "--no-accelerator", "--master-addr", "127.0.0.1", "--master-port",
+                                        str(port), cwd=tiny_project))
+    assert f"--master-port {port} is in use on this machine" in line
+
+
+def test_a_rendezvous_endpoint_served_by_another_program_is_one_line_not_a_hang(tiny_project):
+    with socket.socket() as other:  # a program that accepts connections and never speaks the store protocol
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        endpoint = f"127.0.0.1:{other.getsockname()[1]}"
+        started = time.monotonic()
+        line = one_line_error(forgather("train", "--no-accelerator", "--nnodes", "2", "--rdzv-endpoint", endpoint,
+                                        cwd=tiny_project))
+    assert "another program listens on that port and it is not a torch rendezvous store" in line
+    assert time.monotonic() - started < 60

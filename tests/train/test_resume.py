@@ -53,8 +53,7 @@ def test_two_ranks_then_one_rank_continue_the_same_stream(project):
     _fresh_metrics(project)
     set_in_project(project, "train", "batch_size: 2")
     train(project, "--init-model", "--overwrite", "--max-steps", "3", nproc=2)
-    set_in_project(project, "train", "batch_size: 4")  # same global batch on one rank
-    assert "training steps 3→6" in train(project).stdout
+    assert "training steps 3→6" in train(project, "--batch-size", "4").stdout  # same global batch on one rank
     mixed = losses(project)
     assert sorted(mixed) == list(range(1, 7))
     for step in single:

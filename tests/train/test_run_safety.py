@@ -160,3 +160,92 @@ def test_ranks_whose_launcher_is_killed_stop_after_saving_and_free_the_run_dir(l
     # the lock the dead job held is no obstacle: a new run resumes from that checkpoint
     resumed = train(long_run, "--max-steps", str(int(saved[-1].name.split("-")[1]) + 1))
     assert "resuming from" in resumed.stdout
+
+
+def _config(project: Path, step: int | None = None) -> dict:
+    import yaml
+
+    where = project / "output" / ("config.yaml" if step is None else f"checkpoints/step-{step:06d}/config.yaml")
+    return yaml.safe_load(where.read_text())
+
+
+def test_on_resume_the_runs_own_config_rules_and_flags_change_it_visibly(project):
+    from .test_distributed_training import metrics
+
+    set_in_project(project, "train", "lr_schedule: constant")
+    train(project, "--init-model", "--max-steps", "2", "--batch-size", "4", "--lr", "0.01")
+    set_in_project(project, "train", "weight_decay: 0.5")  # an edit of the project file after the start
+    resumed = train(project, "--max-steps", "4", "--lr", "0.001")
+    assert "resuming with train.learning_rate changed from 0.01 to 0.001 (--learning-rate)" in resumed.stderr
+    assert "the run keeps its own settings where the project's files now say otherwise: train.batch_size 4 " \
+           "(project: 2), train.weight_decay 0.1 (project: 0.5)" in resumed.stderr
+    assert "256 tokens/step" in resumed.stdout  # --batch-size 4 from the first launch still holds (4 × 64)
+    lrs = {step: r["lr"] for step, r in metrics(project).items() if "lr" in r}
+    assert lrs[2] == pytest.approx(0.01) and lrs[3] == pytest.approx(0.001) and lrs[4] == pytest.approx(0.001)
+    recorded = _config(project, 4)["train"]
+    assert recorded["learning_rate"] == 0.001 and recorded["batch_size"] == 4 and recorded["weight_decay"] == 0.1
+
+
+def test_flags_that_cannot_apply_to_a_run_are_one_line_before_torchrun(project):
+    train(project, "--init-model", "--max-steps", "2")
+    set_in_project(project, "flags", "model-config: {key: model.config, help: size}")
+    (project.parent / "models" / "toy" / "wide.yaml").write_text("extends: base.yaml\nhidden_size: 128\n")
+    model = train(project, "--model-config", "wide", check=False)
+    assert model.returncode == 2 and "--model-config would change the model (hidden_size 64 → 128" in model.stderr
+    set_in_project(project, "flags", "max-length: {key: data.block_size, type: int}")
+    data = train(project, "--max-length", "32", check=False)
+    assert data.returncode == 2 and "changes the data stream (data.block_size 64 → 32)" in data.stderr
+    assert "--no-restore-dataset-state" in data.stderr.strip().splitlines()[-1]
+    assert "forgather.run" not in model.stdout + data.stdout  # no rank was started
+
+
+def test_a_dry_run_changes_nothing_in_an_existing_run(project):
+    train(project, "--init-model", "--max-steps", "2")
+    before = (project / "output" / "config.yaml").read_bytes()
+    dry = train(project, "--dry-run", "--lr", "5", "--batch-size", "7")
+    assert "left as it is" in dry.stdout
+    assert (project / "output" / "config.yaml").read_bytes() == before
+
+
+def test_starting_over_archives_the_old_runs_logs(project):
+    from .test_distributed_training import metrics
+
+    train(project, "--init-model", "--max-steps", "4")
+    train(project, "--init-model", "--overwrite", "--max-steps", "2")
+    assert sorted(metrics(project)) == [1, 2]  # only the new run's steps
+    archived = list((project / "output" / "archive").glob("runs-*/metrics.jsonl"))
+    assert len(archived) == 1 and '"step": 4' in archived[0].read_text()
+
+
+FULL_DISK = """
+import resource, signal
+import forgather.checkpoint.save as save
+
+_original = save._write_and_publish
+
+
+def full(*args, **kwargs):  # from the first checkpoint on, no file may grow past 64 KiB: as a full disk refuses
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so writes fail with an error instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return _original(*args, **kwargs)
+
+
+save._write_and_publish = full
+"""
+
+
+def test_a_failed_save_is_one_line_leaves_no_partial_checkpoint_and_keeps_the_previous(project, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK)
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    import subprocess
+    import sys
+
+    failed = subprocess.run([sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--init-model"],
+                            cwd=project, capture_output=True, text=True, timeout=240, env=env)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    line = failed.stderr.strip().splitlines()[-1]
+    assert "saving the step-2 checkpoint failed:" in line and "File too large" in line
+    assert "Traceback" not in failed.stderr
+    assert not list((project / "output" / "checkpoints").glob("*"))  # neither step-000002 nor a .tmp dir
