@@ -14,15 +14,18 @@ from typing import Any
 
 def machine() -> dict[str, Any]:
     """CPU, cores, memory, Python and library versions of this machine (GPU name when one is used)."""
-    import psutil
-
     info: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
     }
+    try:  # absent on a bare GPU machine (benchmarks.gpu needs only torch, transformers, tokenizers)
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
     try:
         import torch
 

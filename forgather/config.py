@@ -26,7 +26,7 @@ class ModelSection:
     preset: str | None  # a name in models.spec.PRESETS (checked when the shape is applied)
     target_params: int | str | None
     prefer_depth: bool
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"]
     arch: dict[str, Any]
 
 

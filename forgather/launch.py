@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .devices import visible_gpu_count
 from .errors import UserError
 
 ENTRY_MODULE = "forgather.run"
@@ -51,23 +52,6 @@ def parse_devices(text: str) -> list[str]:
     if not parts or not all(re.fullmatch(r"\d+", p) for p in parts) or len(set(parts)) != len(parts):
         raise UserError(f"-d/--devices '{text}': expected distinct GPU indices separated by commas, e.g. 0,1")
     return parts
-
-
-def visible_gpu_count(env: dict[str, str]) -> int:
-    """GPUs this node would use, found without importing torch (CUDA_VISIBLE_DEVICES, then NVML)."""
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import pynvml  # nvidia-ml-py: cheap, and absent GPUs simply raise
-
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library, no GPU: all mean "none visible"
-        return 0
 
 
 def max_restarts(torchrun_args: list[str]) -> int:

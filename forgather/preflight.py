@@ -1,5 +1,10 @@
 """Checks `forgather train` makes before torchrun starts, so a mistake is one line and not a rank traceback
-or a hang: the run dir is writable, a static rendezvous port is free, a c10d endpoint is a torch store."""
+or a hang: the run dir is writable, a static rendezvous port is free, a c10d endpoint is a torch store; the
+GPUs asked for exist, one per rank, and the attention backend can train on the device the ranks will get.
+
+torch-free unless a program already listens on a c10d endpoint (GPU facts come from NVML and the environment).
+`launch_problems` returns its findings so that `--dry-run` can print them as warnings.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,15 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
+from typing import Mapping
 
+from .config import RunConfig
+from .devices import Gpu, devices_problem, nvml_gpus, visible_gpu_count
 from .errors import UserError
+from .launch import parse_devices
+from .models.attention_plan import training_problem
+from .train.precision import plan_precision
+from .yamlio import Origins
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 STORE_PROBE_SECONDS = 5.0
@@ -100,3 +112,31 @@ def preflight(args: argparse.Namespace, run_dir: Path) -> None:
         check_master_port(args.master_addr or "127.0.0.1", args.master_port)
     if args.rdzv_endpoint:
         check_rendezvous_endpoint(args.rdzv_endpoint)
+
+
+def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origins, environ: Mapping[str, str],
+                    gpus: list[Gpu] | None = None) -> list[str]:
+    """Everything that would make the ranks fail (or silently run elsewhere than asked), as one line each."""
+    gpus = nvml_gpus() if gpus is None else gpus
+    problems = []
+    use_gpus = config.dist.accelerator and not args.no_accelerator
+    if use_gpus and args.devices:
+        devices = parse_devices(args.devices)
+        problem = devices_problem(devices, gpus, args.devices)
+        if problem:
+            problems.append(problem)
+        visible = len(devices)
+    else:
+        visible = visible_gpu_count(dict(environ), gpus) if use_gpus else 0
+    nproc = args.nproc_per_node
+    if visible and nproc and nproc > visible:
+        problems.append(f"--nproc-per-node {nproc} with {visible} visible GPU(s): each rank needs a GPU of its own; "
+                        f"use at most {visible} processes, more GPUs with -d, or --no-accelerator for CPU processes")
+    device_type = "cuda" if visible else "cpu"
+    precision = plan_precision(config.train.precision, device_type)
+    attention = config.model.attn_implementation
+    problem = training_problem(attention, device_type, precision.compute)
+    if problem:
+        where = origins.get("model.attn_implementation", "model.attn_implementation")
+        problems.append(f"{where}: model.attn_implementation={attention}: {problem}")
+    return problems

@@ -120,3 +120,34 @@ def test_no_project_found_is_one_line_error(tmp_path):
     result = forgather("train", "--dry-run", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "no project.yaml found" in result.stderr
+
+
+def _one_line_before_torchrun(result: subprocess.CompletedProcess) -> str:
+    """The single error line of a run the CLI refused before starting torchrun or preparing data."""
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "torchrun" not in result.stderr and "tokenize" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("forgather: error: "), result.stderr
+    return lines[0]
+
+
+def test_dash_d_on_a_machine_without_gpus_is_one_line(tiny_project):
+    # This machine has no NVIDIA GPU: before, -d silently ran CPU processes.
+    line = _one_line_before_torchrun(forgather("train", "-d", "0", cwd=tiny_project))
+    assert "-d 0: no NVIDIA GPU on this machine" in line and "leave out -d" in line
+
+
+def test_dry_run_warns_about_devices_instead_of_refusing(tiny_project):
+    result = forgather("train", "--dry-run", "-d", "0,1", cwd=tiny_project)
+    assert result.returncode == 0
+    assert "# warning: -d 0,1: no NVIDIA GPU on this machine" in result.stdout
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("flex_attention", "flex_attention trains only on CUDA GPUs"),
+    ("flash_attention_2", "flash"),
+])
+def test_attention_backend_that_cannot_train_here_is_one_line_naming_the_key(tiny_project, backend, message):
+    set_in_project(tiny_project, "model", f"attn_implementation: {backend}")
+    line = _one_line_before_torchrun(forgather("train", "--init-model", cwd=tiny_project))
+    assert "project.yaml" in line and f"model.attn_implementation={backend}" in line and message in line

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from ..config import RunConfig, write_config
-from ..errors import DataError
+from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
-from ..preflight import preflight
+from ..preflight import launch_problems, preflight
 from ..run_lock import probe
 from .common import add_project_flags, resolve_config
 
@@ -92,8 +93,13 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     preflight(args, config.run_dir)
     probe(config.run_dir)  # another job writes here: stop before touching its config
     config = resumed_config(config, origins)
+    problems = launch_problems(config, args, origins, os.environ)
+    if problems and not args.dry_run:
+        raise UserError(problems[0])  # before torchrun and before any data is prepared
     check_data_layout(config, args, plan.nproc_per_node)
     if args.dry_run:
+        for problem in problems:  # the command may be meant for another machine: say, don't refuse
+            print(f"# warning: {problem}")
         # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
         if existing_run:
             print(f"# dry run: the run's {config_path} is left as it is")

@@ -6,6 +6,8 @@ parallelised (the torchtitan split between model.py and parallelize.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -20,10 +22,30 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
         model.layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
 
 
-def apply_compile(model: nn.Module) -> None:
-    """Compile each block separately: identical blocks share one graph, and compile time stays flat in depth."""
+def apply_compile(model: nn.Module, fullgraph: bool) -> None:
+    """Compile each block separately: identical blocks share one graph, and compile time stays flat in depth.
+
+    fullgraph=True where the block is known to compile whole: a graph break is then an error at the first
+    step instead of a silent split into several graphs with Python in between.
+    """
     for index, block in enumerate(model.layers):
-        model.layers[index] = torch.compile(block, fullgraph=False)
+        model.layers[index] = torch.compile(block, fullgraph=fullgraph)
+
+
+def graph_breaks() -> dict[str, int]:
+    """Graph breaks torch.compile has met in this process so far, by reason (empty when none)."""
+    from torch._dynamo.utils import counters
+
+    return dict(counters["graph_break"])
+
+
+def describe_graph_breaks(breaks: dict[str, int]) -> str:
+    """One line: how many graph breaks, and the most frequent reason."""
+    if not breaks:
+        return "compile: 0 graph breaks"
+    reason, count = max(breaks.items(), key=lambda item: item[1])
+    first_line = reason.strip().splitlines()[0][:200]
+    return f"compile: {sum(breaks.values())} graph break(s); most often ({count}x): {first_line}"
 
 
 def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -36,13 +58,15 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def wrap_fsdp2(model: nn.Module, info: DistInfo, param_dtype: torch.dtype | None) -> nn.Module:
-    """fully_shard each block, then the root; bf16 params with fp32 reduction when `param_dtype` is bf16."""
+def wrap_fsdp2(model: nn.Module, info: DistInfo, policy: Any) -> nn.Module:
+    """fully_shard each block, then the root, with `policy` (a MixedPrecisionPolicy), on any world size.
+
+    One process shards too: `--dist-mode fsdp2` then runs the same code path and precision as on many.
+    """
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
-    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
     for block in model.layers:
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import DistSection
+from ..devices import gpu_for_local_rank
 from ..errors import UserError
 
 
@@ -45,7 +46,8 @@ def setup(section: DistSection) -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = section.accelerator and torch.cuda.is_available()
     if use_cuda:
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        index = gpu_for_local_rank(local_rank, torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        device = torch.device("cuda", index)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

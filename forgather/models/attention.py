@@ -2,13 +2,13 @@
 
 The mask is causal ∧ same-document (`document_mask_mod`); every backend derives its mask from it:
 flex builds a BlockMask, eager/SDPA evaluate it densely, flash-attn turns it into varlen segments.
-It is built once per forward (`build_attention_mask`) and shared by all layers.
+It is built once per forward (`build_attention_mask`) and shared by all layers. Which backend runs
+on which device is decided in attention_plan.py, not here.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,24 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from forgather.errors import ModelError
-
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2")
+from forgather.models.attention_plan import BACKENDS, check_attn_implementation  # noqa: F401 (re-exported)
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_attn_implementation(name: str) -> str:
-    """Return name if this backend is known and usable here, else raise ModelError."""
-    if name not in ATTN_IMPLEMENTATIONS:
-        raise ModelError(
-            f"attn_implementation={name!r} is unknown; use one of {', '.join(ATTN_IMPLEMENTATIONS)}"
-        )
-    if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise ModelError(
-            "flash_attention_2 needs the flash-attn package; pip install flash-attn "
-            "or use --attn-implementation sdpa"
-        )
-    return name
 
 
 def causal_mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
@@ -75,34 +60,26 @@ class AttentionMask:
     max_seqlen: int = 0
 
 
-def single_document_rows(document_ids: torch.Tensor | None) -> bool:
-    """True when every row holds one document (so plain causal attention is exact).
-
-    This reads a value back from the device (one sync per forward); pass document_ids=None
-    when the data has no packing to skip it.
-    """
-    if document_ids is None:
-        return True
-    return bool((document_ids == document_ids[:, :1]).all())
-
-
 def build_attention_mask(
     document_ids: torch.Tensor | None, batch: int, seq_len: int, implementation: str, device: torch.device
 ) -> AttentionMask:
-    """Build the mask for one forward from per-token document ids [B, T] (or None = one doc per row)."""
-    causal_only = single_document_rows(document_ids)
+    """Build the mask for one forward from per-token document ids [B, T] (None: one document per row).
+
+    The ids are never read back to the host (that would stall the GPU every forward): whether a batch holds
+    one document per row is decided on the host before it is moved (train.step.drop_single_document_ids).
+    """
+    causal_only = document_ids is None
     mask = AttentionMask(implementation, causal_only)
-    if implementation == "flex_attention":
-        if causal_only:
+    if causal_only:
+        if implementation == "flex_attention":
             mask.block_mask = _causal_block_mask(seq_len, device)
-        else:
-            mask.block_mask = _block_mask_builder(device)(
-                document_mask_mod(document_ids), batch, None, seq_len, seq_len, device=device
-            )
+    elif implementation == "flex_attention":
+        mask.block_mask = _block_mask_builder(device)(
+            document_mask_mod(document_ids), batch, None, seq_len, seq_len, device=device
+        )
     elif implementation == "flash_attention_2":
-        if not causal_only:
-            mask.cu_seqlens, mask.max_seqlen = _varlen_segments(document_ids)
-    elif not causal_only:
+        mask.cu_seqlens, mask.max_seqlen = _varlen_segments(document_ids)
+    else:
         mask.dense = dense_mask(document_mask_mod(document_ids), batch, seq_len, device)
     return mask
 
@@ -146,14 +123,16 @@ def cached_attention_mask(new_tokens: int, total: int, implementation: str, devi
 def _varlen_segments(document_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Cumulative segment starts over the flattened batch: a new segment at each row start or id change.
 
-    Matches document_mask_mod when each document occupies one contiguous run of a row.
+    Matches document_mask_mod when each document occupies one contiguous run of a row. nonzero() reads the
+    count back (one sync per forward: varlen needs it); max_seqlen is the row length, an upper bound flash-attn
+    accepts, so it costs no second sync.
     """
     b, t = document_ids.shape
     starts = torch.ones_like(document_ids, dtype=torch.bool)
     starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
     idx = torch.nonzero(starts.flatten()).flatten()
     cu = torch.cat([idx, idx.new_tensor([b * t])]).to(torch.int32)
-    return cu, int((cu[1:] - cu[:-1]).max())
+    return cu, t
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
@@ -162,6 +141,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
     if impl == "sdpa":
         if mask.causal_only:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if q.is_cuda:
+            # No fused CUDA kernel takes a mask together with GQA (math kernel: fp32 [B, H, T, T] scores);
+            # with k/v expanded to every head the memory-efficient kernel takes the mask (attention_plan's note).
+            rep = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, enable_gqa=True)
     if impl == "eager":
         return _eager(q, k, v, mask)
@@ -169,7 +154,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
         return _flex(q.is_cuda)(q, k, v, block_mask=mask.block_mask, enable_gqa=True)
     if impl == "flash_attention_2":
         return _flash(q, k, v, mask)
-    raise ModelError(f"attn_implementation={impl!r} is unknown; use one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    raise ModelError(f"attention backend {impl!r} is unknown; use one of {', '.join(BACKENDS)}")
 
 
 def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:

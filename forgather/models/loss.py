@@ -25,8 +25,8 @@ def chunk_rows(vocab_size: int, device: torch.device | None = None) -> int:
     return max(128, elements // vocab_size)
 
 
-def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
-    """The matmul dtype autocast would pick (autocast does not reach inside an autograd.Function)."""
+def compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The dtype autocast gives `hidden`'s matmuls (it does not reach inside an autograd.Function)."""
     device = hidden.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
 
@@ -36,7 +36,7 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        dtype = _compute_dtype(hidden)
+        dtype = compute_dtype(hidden)
         w = weight.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         d_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
@@ -89,7 +89,7 @@ def head_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: t
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _ChunkedHeadCrossEntropy.apply(hidden, weight, labels)
     # Evaluation: the loss alone, chunk by chunk, no gradients made.
-    dtype = _compute_dtype(hidden)
+    dtype = compute_dtype(hidden)
     w = weight.to(dtype)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     for h, y, _ in _chunks(hidden, labels, dtype, weight.shape[0]):

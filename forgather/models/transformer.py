@@ -14,15 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgather.errors import ModelError
-from forgather.models.attention import (AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask,
-                                        check_attn_implementation)
+from forgather.models.attention import AttentionMask, KVCache, attend, build_attention_mask, cached_attention_mask
+from forgather.models.attention_plan import check_attn_implementation, plan_attention
 from forgather.models.init import init_transformer
-from forgather.models.loss import head_cross_entropy_sum
+from forgather.models.loss import compute_dtype, head_cross_entropy_sum
 from forgather.models.spec import ModelSpec
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm computed in fp32 then cast back (bit-compatible with HF's LlamaRMSNorm)."""
+    """RMSNorm computed in fp32 then cast back (bit-compatible with HF's LlamaRMSNorm in fp32).
+
+    The output keeps the input's dtype: under bf16 autocast the fp32 weight would otherwise promote a bf16
+    input (Qwen3's q/k norm) back to fp32, and attention would get q, k and v in different dtypes.
+    """
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -32,24 +36,29 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return (self.weight * xf.to(x.dtype)).to(x.dtype)
 
 
-def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [B, 1, T, head_dim] for per-token positions [B, T] (HF's half-split layout).
+def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 cos/sin tables [B, 1, T, head_dim] for per-token positions [B, T] (HF's half-split layout).
 
     Computed per forward rather than cached in a buffer so meta-device init needs no fix-up.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim))
     freqs = position_ids[..., None].float() * inv_freq  # [B, T, head_dim/2]
     emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    return emb.cos(), emb.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + D/2), HF's rotate_half convention, so HF weights need no permutation."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    """Rotate pairs (i, i + D/2), HF's rotate_half convention, so HF weights need no permutation.
+
+    The rotation runs in fp32 and the result takes x's dtype: q and k leave RoPE in the dtype v has (bf16
+    under autocast), which flex and flash-attn require, and large positions keep their fp32 angles.
+    """
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    return (xf * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -60,7 +69,6 @@ class Attention(nn.Module):
         h, d = spec.hidden_size, spec.attn_head_dim
         self.layer = layer  # which slot of a KVCache is ours
         self.head_dim = d
-        self.heads = (spec.num_heads, spec.num_kv_heads, spec.num_kv_heads)  # q, k, v
         self.q_proj = nn.Linear(h, spec.num_heads * d, bias=False)
         self.k_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
         self.v_proj = nn.Linear(h, spec.num_kv_heads * d, bias=False)
@@ -72,10 +80,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 cache: KVCache | None = None) -> torch.Tensor:
         b, t, _ = x.shape
-        # One matmul for q, k and v: the weights stay separate (HF's names), and concatenating them is
-        # cheap next to the matmul it saves, whose backward also needs one grad-input matmul, not three.
-        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-        q, k, v = F.linear(x, w).view(b, t, -1, self.head_dim).split(self.heads, dim=2)
+        # Three matmuls, not one on concatenated weights: a concatenation is a fresh copy of the weights that
+        # autograd keeps until backward (under FSDP2 it pins what resharding frees); see BENCHMARKS.md.
+        # x is cast once, not by autocast once per matmul (each cast is a copy kept for backward).
+        x = x.to(compute_dtype(x))
+        q = self.q_proj(x).view(b, t, -1, self.head_dim)
+        k = self.k_proj(x).view(b, t, -1, self.head_dim)
+        v = self.v_proj(x).view(b, t, -1, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -96,9 +107,8 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(spec.intermediate_size, spec.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # gate and up as one matmul, for the same reason as q/k/v in Attention.
-        gate, up = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight))).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        x = x.to(compute_dtype(x))  # once for both matmuls, as in Attention
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -137,7 +147,7 @@ def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
 class Transformer(nn.Module):
     """Decoder-only LM: embed → blocks → (final norm) → lm_head. forward returns logits [B, T, V]."""
 
-    def __init__(self, spec: ModelSpec, attn_implementation: str = "sdpa"):
+    def __init__(self, spec: ModelSpec, attn_implementation: str = "auto"):
         super().__init__()
         self.spec = spec.validate()
         self.attn_implementation = check_attn_implementation(attn_implementation)
@@ -184,9 +194,10 @@ class Transformer(nn.Module):
             position_ids = (positions_from_documents(document_ids) if document_ids is not None
                             else torch.arange(start, start + t, device=input_ids.device)[None])  # cos/sin broadcast
         x = self.embed_tokens(input_ids)
-        cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta, x.dtype)
+        cos, sin = rope_cos_sin(position_ids, self.spec.attn_head_dim, self.spec.rope_theta)
         if cache is None:
-            mask = build_attention_mask(document_ids, b, t, self.attn_implementation, input_ids.device)
+            backend = plan_attention(self.attn_implementation, input_ids.device.type).backend(document_ids is not None)
+            mask = build_attention_mask(document_ids, b, t, backend, input_ids.device)
         else:
             mask = cached_attention_mask(t, start + t, self.attn_implementation, input_ids.device)
         for block in self.layers:
@@ -202,7 +213,7 @@ class Transformer(nn.Module):
 
 def build_model(
     spec: ModelSpec,
-    attn_implementation: str = "sdpa",
+    attn_implementation: str = "auto",
     device: str | torch.device = "meta",
     dtype: torch.dtype | None = None,
 ) -> Transformer:

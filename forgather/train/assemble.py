@@ -17,10 +17,13 @@ from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
 from ..dist.shared_dir import check_shared_directory
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
+from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model
 from .checkpointing import RunCheckpointer
+from .describe import describe_policies
+from .precision import PrecisionPlan, apply_process_settings, fsdp_mixed_precision, plan_precision
 from .trainer import Components, Trainer
 
 
@@ -134,7 +137,8 @@ def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
     return config.train.compile if config.train.compile is not None else info.device.type == "cuda"
 
 
-def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer) -> nn.Module:
+def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer,
+                        precision: PrecisionPlan) -> nn.Module:
     """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
     seed_everything(config.seed)
     model = build_model(spec, config.model.attn_implementation, device=info.device)
@@ -144,12 +148,11 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     train = config.train
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
-    use_compile = compile_enabled(config, info)
-    if use_compile:
-        apply_compile(model)
-    if config.dist.mode == "fsdp2" and info.world_size > 1:
-        bf16 = info.device.type == "cuda" and train.precision != "fp32"
-        return wrap_fsdp2(model, info, torch.bfloat16 if bf16 else None)
+    if compile_enabled(config, info):
+        attention = plan_attention(config.model.attn_implementation, info.device.type)
+        apply_compile(model, fullgraph=attention.compiles_whole)
+    if config.dist.mode == "fsdp2":
+        return wrap_fsdp2(model, info, fsdp_mixed_precision(precision))
     return wrap_ddp(model, info)
 
 
@@ -187,6 +190,13 @@ def train(config: RunConfig, info: DistInfo) -> int:
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
     _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+    precision = plan_precision(config.train.precision, info.device.type)
+    problem = training_problem(config.model.attn_implementation, info.device.type, precision.compute)
+    if problem:  # the CLI checked this already, unless the ranks got another device than it saw
+        raise ConfigError(f"model.attn_implementation={config.model.attn_implementation}: {problem}")
+    apply_process_settings(precision)
+    if info.is_main:
+        print("\n".join(describe_policies(config, info, precision)), flush=True)
     checkpointer.locate()
 
     dspec = data_spec(config, config.train.batch_size)
@@ -201,7 +211,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
         checkpointer.tokenizer = data.tokenizer
     train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
-    model = build_wrapped_model(config, spec, info, checkpointer)
+    model = build_wrapped_model(config, spec, info, checkpointer, precision)
     if config.train.verbose_info and info.is_main:
         print_run_description(config, spec, info, data, dspec)
 
@@ -211,6 +221,8 @@ def train(config: RunConfig, info: DistInfo) -> int:
         train_batches=train_loader,
         eval_batches=eval_loader,
         tokens_per_batch=dspec.batch_size * dspec.block_size,
+        precision=precision,
+        compiled=compile_enabled(config, info),
         checkpointer=checkpointer,
     )
     return Trainer(config, info, parts).fit()

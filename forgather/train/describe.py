@@ -6,7 +6,9 @@ from typing import Any
 
 from ..config import RunConfig
 from ..dist.setup import DistInfo
+from ..models.attention_plan import plan_attention
 from ..models.spec import ModelSpec, flops_per_token, human_count, parameter_counts
+from .precision import PrecisionPlan
 
 
 def describe_model(config: RunConfig, spec: ModelSpec, block_size: int) -> list[str]:
@@ -50,3 +52,8 @@ def describe_parallelism(config: RunConfig, info: DistInfo, tokens_per_step: int
         f"  batch {train.batch_size} sequences/rank × {train.grad_accum_steps} accumulation × {info.world_size} "
         f"ranks = {tokens_per_step:,} tokens/step",
     ]
+
+
+def describe_policies(config: RunConfig, info: DistInfo, precision: PrecisionPlan) -> list[str]:
+    """The run-wide decisions every rank applies (precision, attention backend), printed once at start."""
+    return [precision.describe(), plan_attention(config.model.attn_implementation, info.device.type).describe()]

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import psutil
 import torch
 
-# Dense bf16 tensor-core peak per device (no sparsity), from the vendors' datasheets.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100 SXM": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "H100": 989e12,
-    "H800": 989e12,
-    "GH200": 989e12,
-    "A100": 312e12,
-    "A800": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "A10G": 125e12,
-    "RTX 4090": 165e12,
-    "RTX 3090": 71e12,
-    "B200": 2250e12,
-}
-
+from ..devices import nvml_selector, peak_flops_for_name
 
 def peak_flops(device: torch.device, override: float | None) -> float | None:
     """Peak FLOP/s of one device: the config's value, else the GPU table; None when unknown (CPU)."""
@@ -38,11 +22,7 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
         return override
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
-        if key in name:
-            return PEAK_BF16_FLOPS[key]
-    return None
+    return peak_flops_for_name(torch.cuda.get_device_name(device))
 
 
 def memory_stats(device: torch.device) -> dict[str, float]:
@@ -52,15 +32,31 @@ def memory_stats(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         stats["memory/max_allocated(GiB)"] = torch.cuda.max_memory_allocated(device) / gib
         stats["memory/max_reserved(GiB)"] = torch.cuda.max_memory_reserved(device) / gib
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-            stats["memory/nvml_used(GiB)"] = pynvml.nvmlDeviceGetMemoryInfo(handle).used / gib
-        except Exception:  # NVML is optional: absent library or driver just means no NVML figure
-            pass
+        used = nvml_used_bytes(device)
+        if used is not None:
+            stats["memory/nvml_used(GiB)"] = used / gib
     return stats
+
+
+def nvml_used_bytes(device: torch.device) -> int | None:
+    """NVML's used memory of the physical GPU behind `device` (found by UUID, not by CUDA's index)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # NVML is optional: absent library or driver just means no NVML figure
+        return None
+    try:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
+        how, key = nvml_selector(index, uuid, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        handle = (pynvml.nvmlDeviceGetHandleByUUID(key) if how == "uuid"
+                  else pynvml.nvmlDeviceGetHandleByIndex(key))
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def local_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -76,25 +72,44 @@ def local_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) 
 
 
 class ThroughputMeter:
-    """Tokens/s, MFU and data-wait share over the steps since the last report."""
+    """Tokens/s, MFU and data-wait share over the training time since the last report.
 
-    def __init__(self, flops_per_token: float, peak: float | None, world_size: int) -> None:
+    Evaluation and checkpoint writing run inside `excluded()`: their time counts neither as training nor
+    against MFU. `synchronize` waits for queued device work, so an excluded window starts when the training
+    work before it has finished, not when the host queued it.
+    """
+
+    def __init__(self, flops_per_token: float, peak: float | None, world_size: int,
+                 synchronize: Callable[[], None] = lambda: None) -> None:
         self.flops_per_token = flops_per_token
         self.peak = peak
         self.world_size = world_size
+        self.synchronize = synchronize
         self.reset()
 
     def reset(self) -> None:
         self.started = time.perf_counter()
         self.tokens = 0
         self.data_wait = 0.0
+        self.excluded_time = 0.0
 
     def add(self, tokens: int, data_wait: float) -> None:
         self.tokens += tokens
         self.data_wait += data_wait
 
+    @contextlib.contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Leave the time spent in this block out of the current window."""
+        self.synchronize()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded_time += time.perf_counter() - started
+
     def report(self) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        """Figures for the window since the last report (call after a device sync), then start a new one."""
+        elapsed = max(time.perf_counter() - self.started - self.excluded_time, 1e-9)
         tps = self.tokens / elapsed
         out = {"tps": tps, "tps_per_device": tps / self.world_size, "data_wait(%)": 100 * self.data_wait / elapsed}
         if self.peak:

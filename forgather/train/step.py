@@ -37,6 +37,21 @@ def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
         yield
 
 
+def drop_single_document_ids(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without document_ids when every row holds one document, so attention takes its causal path.
+
+    Decided on the host, on the loader's CPU tensors (numpy, no device read); ids already on an accelerator
+    (dispatched over nccl) are kept, and the document mask gives the same result there.
+    """
+    ids = batch.get("document_ids")
+    if ids is None or ids.device.type != "cpu":
+        return batch
+    rows = ids.numpy()
+    if not (rows == rows[:, :1]).all():
+        return batch
+    return {key: value for key, value in batch.items() if key != "document_ids"}
+
+
 def forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed next-token cross entropy (fp32) of a packed batch's labelled positions."""
     return model(batch["input_ids"], position_ids=batch.get("position_ids"), document_ids=batch.get("document_ids"),

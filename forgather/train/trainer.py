@@ -1,8 +1,12 @@
-"""The training loop: steps, evaluation, logging, checkpoints, resume and clean stops."""
+"""The training loop: steps, evaluation, logging, checkpoints, resume and clean stops.
+
+Nothing is read back from the device on ordinary steps: the loss and grad norm are read on log steps,
+loss health is checked when they are (health.py), and a stop request is agreed one step late without a
+blocking collective (agreement.py). Evaluation and checkpoints sync, and are left out of throughput.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
@@ -10,24 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
+from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, use_step_timeout
-from ..errors import UserError
+from .agreement import StepAgreement
+from .health import LossMonitor, TrainingDiverged  # noqa: F401 (TrainingDiverged: the trainer's error)
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
-from .step import eval_loss, train_step
-
+from .precision import PrecisionPlan, autocast
+from .step import drop_single_document_ids, eval_loss, train_step
 
 SECOND_SIGNAL_AFTER_S = 2.0
-
-
-class TrainingDiverged(UserError):
-    """Loss became NaN/Inf or spiked far above its running average."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -53,6 +52,8 @@ class Components:
     train_batches: Any  # iterable of batch dicts, with state_dict()/load_state_dict()
     eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None
     tokens_per_batch: int  # tokens in one rank's micro-batch
+    precision: PrecisionPlan
+    compiled: bool = False  # blocks under torch.compile: graph breaks are reported after the first step
     checkpointer: Any = None  # save(step, model, optimizer, trainer_state, data_state) / resume(model, optimizer)
 
 
@@ -91,18 +92,15 @@ class Trainer:
         lr = scaled_learning_rate(cfg, self.tokens_per_step)
         self.optimizer = build_optimizer(self.model, cfg, lr, self.info.device)
         self.scheduler = build_scheduler(self.optimizer, cfg, max(self.total_steps, 1))
-        self.autocast = self._autocast()
+        self.autocast = autocast(self.parts.precision)
         self._resume()
+        self.losses = LossMonitor(cfg.divergence_factor, cfg.warmup_steps, self.state.loss_ema)
+        # Losses are read on log steps; without logging, every 100 steps, so unread ones never pile up.
+        self.read_every = self.log_every or 100
+        self.agreement = StepAgreement(("stop",), self.info.world_size)
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
-                                     self.info.world_size)
-
-    def _autocast(self) -> contextlib.AbstractContextManager | None:
-        precision = self.train_cfg.precision
-        use_bf16 = precision == "bf16" or (precision == "auto" and self.info.device.type == "cuda")
-        if not use_bf16 or self.config.dist.mode == "fsdp2":
-            return None  # FSDP2 casts parameters itself through its MixedPrecisionPolicy
-        return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
+                                     self.info.world_size, synchronize=self._synchronize)
 
     def _resume(self) -> None:
         if self.parts.checkpointer is None:
@@ -127,8 +125,8 @@ class Trainer:
             group["initial_lr"], group["lr"] = peak, peak * factor
         self.scheduler._last_lr = [peak * factor] * len(self.optimizer.param_groups)
 
-    def _train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
-        """One optimizer step; returns (loss, grad norm)."""
+    def _train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns (loss, grad norm) as device scalars, unread."""
         loss, _ = train_step(self.model, micro_batches, self.info.world_size, self.autocast)
         clip = self.train_cfg.clip_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
@@ -137,7 +135,7 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        return loss.item(), norm.item()
+        return loss, norm
 
     def _evaluate(self) -> dict[str, float]:
         if self.parts.eval_batches is None:
@@ -158,47 +156,59 @@ class Trainer:
         if self.info.is_main:
             self.sink.message(f"training steps {self.state.step}→{self.total_steps}, "
                               f"{self.tokens_per_step:,} tokens/step, world {self.info.world_size}")
-        batches = self._batch_iterator()
-        self.model.train()
-        first_step = self.state.step + 1
         try:
-            while self.state.step < self.total_steps:
-                if self._agree_to_stop():
-                    self._save("signal")
-                    self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
-                    return 0
-                waited_from = time.perf_counter()
-                micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
-                data_wait = time.perf_counter() - waited_from
-                loss, grad_norm = self._train_step(micro)
-                self.state.step += 1
-                self.state.tokens += self.tokens_per_step
-                self.meter.add(self.tokens_per_step, data_wait)
-                if self.state.step == first_step:
-                    use_step_timeout(self.config.dist)  # startup (data, compile) is over
-                self._check_divergence(loss)
-                self._after_step(loss, grad_norm)
-                if self._patience_exhausted():
-                    self.sink.message(f"early stopping at step {self.state.step}: no better eval loss in "
-                                      f"{self.state.evals_without_improvement} evaluations")
-                    break
-            if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
-                self._save("final")
+            status = self._loop(self._batch_iterator())
+            self.agreement.close()
+            return status
         finally:
             self.sink.close()
+
+    def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
+        self.model.train()
+        self._first_step = self.state.step
+        while self.state.step < self.total_steps:
+            if self.agreement.exchange(stop=self.stop_requested)["stop"]:
+                self._save("signal")
+                self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
+                return 0
+            waited_from = time.perf_counter()
+            micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
+            data_wait = time.perf_counter() - waited_from
+            loss, grad_norm = self._train_step(micro)
+            self.state.step += 1
+            self.state.tokens += self.tokens_per_step
+            self.meter.add(self.tokens_per_step, data_wait)
+            self.losses.add(loss)
+            if self.state.step == self._first_step + 1:
+                use_step_timeout(self.config.dist)  # startup (data, compile) is over
+                if self.parts.compiled:
+                    self.sink.message(describe_graph_breaks(graph_breaks()))  # every block has compiled by now
+            self._after_step(grad_norm)
+            if self._patience_exhausted():
+                self.sink.message(f"early stopping at step {self.state.step}: no better eval loss in "
+                                  f"{self.state.evals_without_improvement} evaluations")
+                break
+        self._read_losses()  # the last steps' losses, checked even when nothing is saved
+        if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
+            self._save("final")
         return 0
 
-    def _after_step(self, loss: float, grad_norm: float) -> None:
+    def _after_step(self, grad_norm: torch.Tensor) -> None:
         step = self.state.step
-        self.state.loss = loss
         self.sink.advance()
         scalars: dict[str, float] = {}
-        if self.log_every and (step % self.log_every == 0 or step == self.total_steps):
-            scalars = {"loss": loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+        log_step = bool(self.log_every) and (step % self.log_every == 0 or step == self.total_steps)
+        if log_step or step % self.read_every == 0:
+            self._read_losses()
+        if log_step:
+            scalars = {"loss": self.state.loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm.item(),
                        "tokens": float(self.state.tokens), **self.meter.report(), **memory_stats(self.info.device),
                        **local_state_bytes(self.model, self.optimizer)}
+            if self.parts.compiled:
+                scalars["compile/graph_breaks"] = float(sum(graph_breaks().values()))
         if self.eval_every and step % self.eval_every == 0:
-            scalars.update(self._evaluate_and_track())
+            with self.meter.excluded():
+                scalars.update(self._evaluate_and_track())
         if scalars:
             self.sink.log(step, scalars)
         strategy = self.config.checkpoint.save_strategy
@@ -210,6 +220,12 @@ class Trainer:
             if self._epoch_seen is not None and epoch > self._epoch_seen:
                 self._save(f"epoch {self._epoch_seen} done")
             self._epoch_seen = epoch
+
+    def _read_losses(self) -> None:
+        """Bring the unread losses to the host and check them (raises TrainingDiverged); one device sync."""
+        if self.losses.pending:
+            self.state.loss = self.losses.read(self.state.step)
+            self.state.loss_ema = self.losses.ema
 
     def _evaluate_and_track(self) -> dict[str, float]:
         metrics = self._evaluate()
@@ -227,21 +243,14 @@ class Trainer:
         patience = self.train_cfg.early_stopping_patience
         return patience > 0 and self.state.evals_without_improvement >= patience
 
-    def _check_divergence(self, loss: float) -> None:
-        """Stop on NaN/Inf, or on a loss far above its running average once past warmup."""
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss} at step {self.state.step}; lower --learning-rate or check the data "
-                                   "(no checkpoint was written for this step)")
-        ema = self.state.loss_ema
-        factor = self.train_cfg.divergence_factor
-        if ema is not None and factor > 0 and self.state.step > self.train_cfg.warmup_steps and loss > factor * ema:
-            raise TrainingDiverged(f"loss spiked to {loss:.3f} at step {self.state.step}, {loss / ema:.1f}x its running "
-                                   f"average {ema:.3f}; lower --learning-rate or resume from the last checkpoint")
-        self.state.loss_ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-
     def _save(self, reason: str) -> None:
         if self.parts.checkpointer is None or self.config.checkpoint.save_strategy == "no":
             return
+        self._read_losses()  # a step with a NaN/Inf or spiking loss never reaches a checkpoint
+        with self.meter.excluded():
+            self._write_checkpoint(reason)
+
+    def _write_checkpoint(self, reason: str) -> None:
         trainer_state = {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}
         data_state = self.parts.train_batches.state_dict()
         path = self.parts.checkpointer.save(self.state.step, self.model, self.optimizer, trainer_state, data_state)
@@ -253,6 +262,7 @@ class Trainer:
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         device = self.info.device
+        batch = drop_single_document_ids(batch)
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _install_signal_handlers(self) -> None:
@@ -270,9 +280,7 @@ class Trainer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)
 
-    def _agree_to_stop(self) -> bool:
-        """All ranks stop at the same step if any rank got a signal."""
-        flag = torch.tensor([self.stop_requested], dtype=torch.int32, device=self.info.device)
-        if dist.is_initialized() and self.info.world_size > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+    def _synchronize(self) -> None:
+        """Wait for queued device work (so a timing window ends where the host thinks it does)."""
+        if self.info.device.type == "cuda":
+            torch.cuda.synchronize(self.info.device)

@@ -154,7 +154,7 @@ def test_deepone_block_is_post_norm_with_alpha():
     from forgather.models.attention import build_attention_mask
     from forgather.models.transformer import rope_cos_sin
 
-    cos, sin = rope_cos_sin(torch.arange(4)[None], m.spec.attn_head_dim, m.spec.rope_theta, x.dtype)
+    cos, sin = rope_cos_sin(torch.arange(4)[None], m.spec.attn_head_dim, m.spec.rope_theta)
     mask = build_attention_mask(None, 1, 4, "sdpa", x.device)
     with torch.no_grad():
         h = block.input_layernorm(block.alpha * x + block.self_attn(x, cos, sin, mask))
@@ -195,3 +195,61 @@ def test_bad_attn_implementation_is_model_error():
 def test_bad_spec_is_model_error():
     with pytest.raises(ModelError, match="num_kv_heads=3"):
         Transformer(tiny("llama", num_kv_heads=3))
+
+
+def test_auto_model_takes_the_plans_backend_per_packing(monkeypatch):
+    import forgather.models.transformer as transformer
+
+    seen = []
+    real = transformer.attend
+    monkeypatch.setattr(transformer, "attend", lambda q, k, v, mask: seen.append(
+        (mask.implementation, mask.causal_only)) or real(q, k, v, mask))
+    m = model("llama", "auto")
+    with torch.no_grad():
+        m(tokens(), document_ids=torch.tensor([[0] * 8 + [1] * 12, [4] * 20]))
+        m(tokens())
+    # On CPU both paths are SDPA (the dense mask is CPU's); each layer sees the same mask.
+    assert seen == [("sdpa", False)] * 2 + [("sdpa", True)] * 2
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_under_bf16_autocast_attention_gets_q_k_v_in_one_dtype(arch, impl, monkeypatch):
+    # RoPE's fp32 tables (and Qwen3's fp32 q/k-norm weights) used to promote q and k to fp32 while v stayed
+    # bf16: flash-attn raises on that, flex may, and SDPA silently casts.
+    import forgather.models.transformer as transformer
+
+    seen = set()
+    real = transformer.attend
+    monkeypatch.setattr(transformer, "attend", lambda q, k, v, mask: seen.add((q.dtype, k.dtype, v.dtype))
+                        or real(q, k, v, mask))
+    m = model(arch, impl)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        m(tokens(), document_ids=torch.tensor([[0] * 8 + [1] * 12, [4] * 20]))
+        m(tokens())
+    assert seen == {(torch.bfloat16,) * 3}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-params-as-fsdp2-unshards"])
+def test_backward_keeps_no_copy_of_the_projection_weights(dtype):
+    # Concatenated q/k/v (gate/up) weights were a fresh tensor per forward that autograd kept until backward:
+    # extra weight memory, and under FSDP2 a copy of the unsharded weights that resharding cannot free.
+    m = model("llama").to(dtype)
+    params = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    block = m.layers[0]
+    weight_shapes = {tuple(p.shape) for p in block.parameters() if p.dim() == 2}
+    a, mlp = block.self_attn, block.mlp
+    weight_shapes |= {(a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
+                      (2 * mlp.gate_proj.out_features, mlp.gate_proj.in_features)}
+    weight_shapes |= {shape[::-1] for shape in weight_shapes}  # linear saves its weight transposed
+    copies = []
+
+    def pack(t):
+        if t.dim() == 2 and tuple(t.shape) in weight_shapes and t.untyped_storage().data_ptr() not in params:
+            copies.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = m(tokens(), labels=tokens(seed=1))
+    loss.backward()
+    assert copies == []

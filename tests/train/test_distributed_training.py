@@ -73,7 +73,9 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(project, referen
     set_in_project(project, "train", "batch_size: 2")
     set_in_project(project, "dist", f"mode: {mode}")
     (project / "output" / "runs" / "metrics.jsonl").unlink()
-    train(project, "--init-model", "--overwrite", nproc=2)
+    output = train(project, "--init-model", "--overwrite", nproc=2).stdout
+    # The run-wide decisions are printed once (rank 0), whatever the mode.
+    assert output.count("precision: fp32 compute") == 1 and output.count("attention: auto on cpu:") == 1, output
     got = losses(project)
     assert sorted(got) == sorted(reference) == list(range(1, 7))
     for step in reference:

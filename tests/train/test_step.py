@@ -58,3 +58,15 @@ def test_loss_is_the_mean_over_labelled_tokens_only():
     expected = torch.nn.functional.cross_entropy(logits[keep], batch["labels"][keep])
     assert int(tokens) == int(keep.sum())
     torch.testing.assert_close(loss.float(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_one_document_rows_lose_their_document_ids_on_the_host():
+    from forgather.train.step import drop_single_document_ids
+
+    ids = torch.arange(6).view(2, 3)
+    one_each = {"input_ids": ids, "document_ids": torch.tensor([[0, 0, 0], [-1, -1, -1]])}
+    assert "document_ids" not in drop_single_document_ids(one_each)
+    assert drop_single_document_ids(one_each)["input_ids"] is ids
+    packed = {"input_ids": ids, "document_ids": torch.tensor([[0, 0, 1], [0, 0, 0]])}
+    assert drop_single_document_ids(packed) is packed
+    assert drop_single_document_ids({"input_ids": ids}) == {"input_ids": ids}

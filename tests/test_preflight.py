@@ -1,0 +1,50 @@
+"""Launch checks before torchrun: GPUs that exist, one per rank, and a backend that can train on them."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from forgather.config import build_config
+from forgather.devices import Gpu
+from forgather.launch import add_launch_arguments
+from forgather.preflight import launch_problems
+from forgather.project import compose_project, find_project, resolve
+
+FOUR = [Gpu(i, f"GPU-{i}", "NVIDIA H200") for i in range(4)]
+
+
+def problems(project, *argv, gpus=FOUR, environ=None, attention="auto", precision="auto"):
+    parser = argparse.ArgumentParser()
+    add_launch_arguments(parser)
+    args = parser.parse_args(list(argv))
+    tree, origins = resolve(compose_project(find_project(project)))
+    config = build_config(tree, origins)
+    config.model.attn_implementation, config.train.precision = attention, precision
+    return launch_problems(config, args, origins, environ or {}, gpus)
+
+
+def test_gpus_that_exist_and_one_per_rank_pass(tiny_project):
+    assert problems(tiny_project, "-d", "2,3") == []
+    assert problems(tiny_project, "--nproc-per-node", "4", attention="flex_attention") == []
+
+
+def test_a_gpu_that_does_not_exist(tiny_project):
+    assert problems(tiny_project, "-d", "0,4") == [
+        "-d 0,4: GPU 4 does not exist; this machine has 4 GPU(s), numbered 0-3"]
+
+
+def test_more_ranks_than_gpus(tiny_project):
+    [problem] = problems(tiny_project, "--nproc-per-node", "3", environ={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert problem.startswith("--nproc-per-node 3 with 2 visible GPU(s): each rank needs a GPU of its own")
+    assert problems(tiny_project, "--nproc-per-node", "3", "--no-accelerator") == []  # CPU processes
+
+
+@pytest.mark.parametrize("argv, gpus, attention, precision, fragment", [
+    ((), [], "flex_attention", "auto", "flex_attention trains only on CUDA GPUs"),
+    (("--no-accelerator",), FOUR, "flex_attention", "auto", "flex_attention trains only on CUDA GPUs"),
+])
+def test_attention_that_cannot_train_on_the_device_it_gets(tiny_project, argv, gpus, attention, precision, fragment):
+    [problem] = problems(tiny_project, *argv, gpus=gpus, attention=attention, precision=precision)
+    assert fragment in problem and "model.attn_implementation=flex_attention" in problem
