@@ -38,7 +38,7 @@ from .common import write_json
 from .gpu_checks import agreement, concat_projection_timing
 from .gpu_data import Corpus, build_corpus
 from .gpu_report import markdown, update_report
-from .gpu_run import Stepper, forgather_model, hf_llama, memory, model_spec, reset_memory, synchronize
+from .gpu_run import Stepper, forgather_model, hf_llama, memory, model_spec, reset_memory
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = dict(block=4096, batch=8, vocab=49152, max_chars=16_000_000, warmup=3, timed=20, agree_steps=200,

@@ -114,7 +114,10 @@ def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
             else:
                 raise item
     finally:
+        # Wait for the producer to leave (it checks `stop` between items): a thread still inside torch or numpy
+        # while the process exits can abort it ("terminate called without an active exception").
         stop.set()
+        thread.join(timeout=120)
 
 
 def _finish(batch: dict[str, torch.Tensor], pin_memory: bool) -> dict[str, torch.Tensor]:

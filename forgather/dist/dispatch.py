@@ -47,6 +47,11 @@ class DispatchLoader:
                 out[k] = recv
             yield out
 
+    @property
+    def epoch(self) -> int | None:
+        """The data epoch, on rank 0 (the only reader); None elsewhere."""
+        return getattr(self.loader, "epoch", None) if self.loader is not None else None
+
     def state_dict(self) -> dict:
         """Rank 0's position, broadcast so every rank saves the same state."""
         obj = [self.loader.state_dict() if self.loader is not None else None]

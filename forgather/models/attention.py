@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from forgather.errors import ModelError
-from forgather.models.attention_plan import BACKENDS, check_attn_implementation  # noqa: F401 (re-exported)
+from forgather.models.attention_plan import BACKENDS
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

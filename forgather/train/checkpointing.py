@@ -19,6 +19,19 @@ from ..models.hf import load_hf, save_pretrained_hf
 from ..models.spec import ModelSpec
 
 
+def weights_are_finite(model: nn.Module) -> bool:
+    """Collective: whether every rank's parameters (its shards, under FSDP2) are all finite."""
+    import torch.distributed as dist
+
+    local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+    device = local[0].device if local else torch.device("cpu")
+    finite = torch.stack([torch.isfinite(p).all() for p in local]).all() if local else torch.tensor(True)
+    flag = finite.to(device=device, dtype=torch.int32).reshape(1)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 class RunCheckpointer:
     """Saves and restores this run's checkpoints under RUN_DIR/checkpoints, in HF-named safetensors."""
 
@@ -69,7 +82,13 @@ class RunCheckpointer:
 
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
              data_state: dict) -> Path:
-        """Collective atomic save, then retention on rank 0."""
+        """Collective atomic save of finite weights (recorded as such), then retention on rank 0."""
+        if not weights_are_finite(model):
+            from .health import TrainingDiverged
+
+            raise TrainingDiverged(f"the weights hold NaN/Inf at step {step}: nothing was saved, the previous "
+                                   "checkpoint stays the latest; lower --learning-rate or check the data")
+        trainer_state = {**trainer_state, "weights_finite": True}
         path = checkpoint.save_checkpoint(
             self.root, step, model, optimizer, trainer_state=trainer_state, data_state=data_state,
             config_text=self.config_text, write_model_files=self.write_model_dir,

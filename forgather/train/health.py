@@ -30,23 +30,32 @@ class LossMonitor:
         self.ema = ema  # running average of the loss (kept in checkpoints)
         self.latest: float | None = None
         self._pending: list[torch.Tensor] = []
+        self._norms: list[torch.Tensor] = []
 
     @property
     def pending(self) -> int:
         """Losses added since the last read."""
         return len(self._pending)
 
-    def add(self, loss: torch.Tensor) -> None:
-        """Keep one step's loss (a device scalar) without reading it."""
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor | None = None) -> None:
+        """Keep one step's loss (and gradient norm), device scalars, without reading them."""
         self._pending.append(loss.detach())
+        if grad_norm is not None:
+            self._norms.append(grad_norm.detach().to(loss.device, torch.float64).reshape(()))
 
     def read(self, last_step: int) -> float | None:
         """Copy the pending losses (steps ..last_step) to the host in one read, check each; the latest loss."""
         if self._pending:
             values = torch.stack(self._pending).tolist()
+            norms = torch.stack(self._norms).tolist() if len(self._norms) == len(values) else [0.0] * len(values)
             self._pending.clear()
-            for offset, loss in enumerate(values):
-                self._check(loss, last_step - len(values) + 1 + offset)
+            self._norms.clear()
+            for offset, (loss, norm) in enumerate(zip(values, norms)):
+                step = last_step - len(values) + 1 + offset
+                if not math.isfinite(norm):
+                    raise TrainingDiverged(f"the gradient norm is {norm} at step {step}; lower --learning-rate or "
+                                           "check the data (no checkpoint holds this step)")
+                self._check(loss, step)
                 self.latest = loss
         return self.latest
 

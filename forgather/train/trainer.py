@@ -20,13 +20,14 @@ from ..config import RunConfig
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, use_step_timeout
 from .agreement import StepAgreement
-from .health import LossMonitor, TrainingDiverged  # noqa: F401 (TrainingDiverged: the trainer's error)
+from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
 from .optim import build_optimizer, build_scheduler, scaled_learning_rate
 from .precision import PrecisionPlan, autocast
 from .step import drop_single_document_ids, eval_loss, train_step
 
 SECOND_SIGNAL_AFTER_S = 2.0
+NO_DATA_EPOCH = 1 << 40  # posted by a rank that reads no data; never the minimum
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Trainer:
         self.losses = LossMonitor(cfg.divergence_factor, cfg.warmup_steps, self.state.loss_ema)
         # Losses are read on log steps; without logging, every 100 steps, so unread ones never pile up.
         self.read_every = self.log_every or 100
-        self.agreement = StepAgreement(("stop",), self.info.world_size)
+        # Stop requests and the data epoch (the minimum over ranks, posted negated: the agreement is a MAX).
+        self.agreement = StepAgreement(("stop", "minus_epoch"), self.info.world_size)
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
                                      self.info.world_size, synchronize=self._synchronize)
@@ -110,6 +112,7 @@ class Trainer:
             return
         trainer_state, data_state = restored
         self.scheduler.load_state_dict(trainer_state.pop("scheduler"))
+        trainer_state.pop("weights_finite", None)  # the checkpoint's record that nothing non-finite was saved
         self._apply_configured_learning_rate()
         self.state = TrainState(**trainer_state)
         if data_state and self.config.checkpoint.restore_dataset_state:
@@ -156,21 +159,27 @@ class Trainer:
         if self.info.is_main:
             self.sink.message(f"training steps {self.state.step}→{self.total_steps}, "
                               f"{self.tokens_per_step:,} tokens/step, world {self.info.world_size}")
+        batches = self._batch_iterator()
         try:
-            status = self._loop(self._batch_iterator())
+            status = self._loop(batches)
             self.agreement.close()
             return status
         finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the loader's read-ahead thread before the process group goes away
             self.sink.close()
 
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
         self._first_step = self.state.step
         while self.state.step < self.total_steps:
-            if self.agreement.exchange(stop=self.stop_requested)["stop"]:
+            agreed = self.agreement.exchange(stop=self.stop_requested, minus_epoch=-self._data_epoch())
+            if agreed["stop"]:
                 self._save("signal")
                 self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
                 return 0
+            self._save_at_epoch_end(-agreed["minus_epoch"])
             waited_from = time.perf_counter()
             micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
             data_wait = time.perf_counter() - waited_from
@@ -178,7 +187,7 @@ class Trainer:
             self.state.step += 1
             self.state.tokens += self.tokens_per_step
             self.meter.add(self.tokens_per_step, data_wait)
-            self.losses.add(loss)
+            self.losses.add(loss, grad_norm)
             if self.state.step == self._first_step + 1:
                 use_step_timeout(self.config.dist)  # startup (data, compile) is over
                 if self.parts.compiled:
@@ -214,12 +223,20 @@ class Trainer:
         strategy = self.config.checkpoint.save_strategy
         if strategy == "steps" and self.save_every and step % self.save_every == 0 and step < self.total_steps:
             self._save("interval")
-        elif strategy == "epoch" and step < self.total_steps:
-            # The loader's epoch advances when the first batch of the next epoch is drawn.
-            epoch = self.parts.train_batches.state_dict()["epoch"]
-            if self._epoch_seen is not None and epoch > self._epoch_seen:
-                self._save(f"epoch {self._epoch_seen} done")
-            self._epoch_seen = epoch
+
+    def _data_epoch(self) -> int:
+        """This rank's data epoch (its slowest shard's); ranks that read no data (dispatch) do not count."""
+        epoch = getattr(self.parts.train_batches, "epoch", None)
+        return NO_DATA_EPOCH if epoch is None else int(epoch)
+
+    def _save_at_epoch_end(self, epoch: int) -> None:
+        """save_strategy epoch: a checkpoint when every shard of the data has finished an epoch (agreed by all
+        ranks one step late: the step after the one that drew the next epoch's first block)."""
+        if self.config.checkpoint.save_strategy != "epoch" or epoch == NO_DATA_EPOCH:
+            return
+        if self._epoch_seen is not None and epoch > self._epoch_seen and 0 < self.state.step < self.total_steps:
+            self._save(f"epoch {self._epoch_seen} done")
+        self._epoch_seen = epoch
 
     def _read_losses(self) -> None:
         """Bring the unread losses to the host and check them (raises TrainingDiverged); one device sync."""

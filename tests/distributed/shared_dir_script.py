@@ -3,6 +3,7 @@ as node-local disks would look (every rank gets the same one-line error)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import torch.distributed as dist
 
 from forgather.dist.shared_dir import check_shared_directory
 from forgather.errors import UserError
+
+
+def say(line: str) -> None:
+    os.write(1, (line + "\n").encode())  # one write: the two ranks' lines never run into each other
 
 
 def main() -> None:
@@ -20,9 +25,9 @@ def main() -> None:
     try:
         check_shared_directory(base / f"local-{rank}")
     except UserError as exc:
-        print(f"REFUSED rank {rank}: {exc}", flush=True)
+        say(f"REFUSED rank {rank}: {exc}")
     else:
-        print(f"ACCEPTED rank {rank}", flush=True)
+        say(f"ACCEPTED rank {rank}")
     assert not list((base / "shared").iterdir())  # the marker file is removed again
     dist.destroy_process_group()
 

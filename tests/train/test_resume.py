@@ -40,7 +40,7 @@ def test_stopping_and_resuming_twice_gives_bit_identical_losses(project, mode):
     _fresh_metrics(project)
     train(project, "--init-model", "--overwrite", "--max-steps", "2", nproc=2)
     assert "training steps 2→4" in train(project, "--max-steps", "4", nproc=2).stdout
-    assert "training steps 4→6" in train(project, nproc=2).stdout
+    assert "training steps 4→6" in train(project, "--max-steps", "6", nproc=2).stdout  # the run keeps its 4 otherwise
     resumed = losses(project)
     assert resumed == straight  # exact float equality, not a tolerance
     assert (project / "output" / "checkpoints" / "step-000006" / "model.safetensors").is_file()
@@ -53,7 +53,8 @@ def test_two_ranks_then_one_rank_continue_the_same_stream(project):
     _fresh_metrics(project)
     set_in_project(project, "train", "batch_size: 2")
     train(project, "--init-model", "--overwrite", "--max-steps", "3", nproc=2)
-    assert "training steps 3→6" in train(project, "--batch-size", "4").stdout  # same global batch on one rank
+    # the same global batch on one rank; the run keeps --max-steps 3 from its last launch unless told otherwise
+    assert "training steps 3→6" in train(project, "--batch-size", "4", "--max-steps", "6").stdout
     mixed = losses(project)
     assert sorted(mixed) == list(range(1, 7))
     for step in single:

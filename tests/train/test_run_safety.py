@@ -79,12 +79,13 @@ def test_a_different_configured_tokenizer_on_resume_is_refused_unless_allowed(pr
     from forgather.data.tokenizer import train_tokenizer
 
     train_tokenizer([f"some other corpus line {i} with words" for i in range(200)], 300, other)
-    set_in_project(project, "data", "{tokenizer: {path: %s, vocab_size: 300}}" % other)
-    refused = train(project, "--max-steps", "4", "--no-restore-dataset-state", check=False)
+    set_in_project(project, "flags", "tokenizer: {key: data.tokenizer.path, type: path}")
+    refused = train(project, "--max-steps", "4", "--no-restore-dataset-state", "--tokenizer", str(other), check=False)
     assert refused.returncode == 2
     line = refused.stderr.strip().splitlines()[-1]
     assert "is not the tokenizer step-000002 was trained with" in line and "--allow-tokenizer-change" in line
-    allowed = train(project, "--max-steps", "4", "--no-restore-dataset-state", "--allow-tokenizer-change")
+    allowed = train(project, "--max-steps", "4", "--no-restore-dataset-state", "--tokenizer", str(other),
+                    "--allow-tokenizer-change")
     assert "continuing with a different tokenizer" in allowed.stdout
 
 
@@ -249,3 +250,48 @@ def test_a_failed_save_is_one_line_leaves_no_partial_checkpoint_and_keeps_the_pr
     assert "saving the step-2 checkpoint failed:" in line and "File too large" in line
     assert "Traceback" not in failed.stderr
     assert not list((project / "output" / "checkpoints").glob("*"))  # neither step-000002 nor a .tmp dir
+
+
+NAN_AT_STEP_3 = """
+import forgather.train.step as step
+
+_original, calls = step.forward_loss, [0]
+
+
+def poisoned(model, batch):  # the third step's loss (and so its gradients) is NaN
+    calls[0] += 1
+    loss = _original(model, batch)
+    return loss * float("nan") if calls[0] == 3 else loss
+
+
+step.forward_loss = poisoned
+"""
+
+
+def test_a_nan_step_never_reaches_a_checkpoint(project, tmp_path):
+    import subprocess
+    import sys
+
+    set_in_project(project, "train", "log_every: 10")  # the NaN is found by the read before the step-4 save
+    (tmp_path / "sitecustomize.py").write_text(NAN_AT_STEP_3)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    failed = subprocess.run([sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", "--init-model",
+                             "--max-steps", "8"], cwd=project, capture_output=True, text=True, timeout=240, env=env)
+    assert failed.returncode == 3, failed.stderr[-3000:]  # diverged
+    assert "is nan at step 3" in failed.stderr.strip().splitlines()[-1]
+    saved = sorted(p.name for p in (project / "output" / "checkpoints").iterdir())
+    assert saved == ["step-000002"]
+    state = json.loads((project / "output" / "checkpoints" / "step-000002" / "trainer_state.json").read_text())
+    assert state["weights_finite"] is True
+
+
+def test_non_finite_weights_are_never_saved():
+    import torch
+
+    from forgather.train.checkpointing import weights_are_finite
+
+    model = torch.nn.Linear(4, 4)
+    assert weights_are_finite(model)
+    with torch.no_grad():
+        model.weight[1, 2] = float("inf")
+    assert not weights_are_finite(model)
