@@ -86,6 +86,9 @@ class CheckpointSection:
     keep_best: int
     restore_dataset_state: bool
     allow_tokenizer_change: bool
+    async_save: bool
+    export_final: bool
+    export_every: int
 
 
 @dataclass
@@ -146,6 +149,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("checkpoint.save_every", lambda v: v >= 1, "at least 1"),
     ("checkpoint.keep_last", lambda v: v >= 0, "at least 0"),
     ("checkpoint.keep_best", lambda v: v >= 0, "at least 0"),
+    ("checkpoint.export_every", lambda v: v >= 0, "at least 0 (0: off)"),
     ("dist.init_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),
     ("dist.step_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),
     ("dist.data_timeout_minutes", lambda v: _finite(v) and v > 0, "a finite number of minutes > 0"),

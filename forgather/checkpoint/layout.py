@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-MODEL_FILE = "model.safetensors"
-MODEL_INDEX_FILE = "model.safetensors.index.json"
-OPTIMIZER_FILE = "optimizer.pt"
+MODEL_FILE = "model.safetensors"  # an unsharded model's weights (FSDP2: model/shard-R-of-W.safetensors)
 OPTIMIZER_DIR = "optimizer"
-OPTIMIZER_GROUPS_FILE = "param_groups.pt"  # inside OPTIMIZER_DIR, beside the DCP shards
 TRAINER_STATE_FILE = "trainer_state.json"
 DATA_STATE_FILE = "data_state.json"
 CONFIG_FILE = "config.yaml"

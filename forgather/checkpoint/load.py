@@ -1,65 +1,102 @@
-"""load_checkpoint: a collective, verified restore of weights, optimizer, RNG and progress."""
+"""load_checkpoint: a collective, verified restore of weights, optimizer, RNG and progress.
+
+Each rank reads only the rows of each tensor it holds (its FSDP2 shard, or everything for an unsharded
+model), whatever world size and mode wrote the checkpoint: DDP ↔ FSDP2 and 2 ↔ 1 ↔ 4 ranks are row-range
+reads of the same files. Nothing is unpickled but the per-rank RNG files (weights_only).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
 
 from ..errors import CheckpointError
 from . import layout, sync
 from .manifest import read_manifest, verify_manifest
 from .rng import load_rng, reseed_rng, restore_rng
+from .save import OPTIMIZER_GROUPS_JSON
+from .tensorstore import TensorStore, local_rows
 
 log = logging.getLogger("forgather.checkpoint")
-ReadModelFiles = Callable[[Path], dict[str, Tensor]]
 
 
-def read_safetensors(path: Path) -> dict[str, Tensor]:
-    """The full state dict from model.safetensors, or from every shard its index names."""
-    from safetensors.torch import load_file
-
-    index = path / layout.MODEL_INDEX_FILE
+def model_store(path: Path) -> TensorStore:
+    """The checkpoint's weights as a row store: model/ (sharded), model.safetensors, or an HF index's files."""
+    path = Path(path)
+    if (path / "model").is_dir():
+        return TensorStore.open(path / "model")
+    single, index = path / layout.MODEL_FILE, path / f"{layout.MODEL_FILE}.index.json"
+    if single.is_file():
+        return TensorStore.of_files([single])
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        state: dict[str, Tensor] = {}
-        for shard in shards:
-            state.update(load_file(path / shard))
-        return state
-    single = path / layout.MODEL_FILE
-    if not single.is_file():
-        raise CheckpointError(f"{single}: no model weights in checkpoint")
-    return load_file(single)
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{index}: unreadable ({exc})") from None
+        return TensorStore.of_files([path / shard for shard in shards])
+    raise CheckpointError(f"{single}: no model weights in checkpoint")
 
 
-def _load_optimizer(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Collective; either saved format restores into any layout (plain, DDP, FSDP2, other world size)."""
-    sharded = path / layout.OPTIMIZER_DIR
-    if sharded.is_dir():
-        import torch.distributed.checkpoint as dcp
+def _filled(target: torch.Tensor, store: TensorStore, name: str) -> torch.Tensor:
+    """`target`'s own rows read from the store, shaped and placed like it (a DTensor stays a DTensor)."""
+    local, start, stop, _ = local_rows(target)
+    if list(target.shape) != store.shape(name):
+        raise CheckpointError(f"{store.directory}: {name} has shape {store.shape(name)}, this run's is "
+                              f"{list(target.shape)}")
+    rows = store.rows(name, start, stop).to(device=local.device, dtype=local.dtype)
+    if hasattr(target, "to_local"):
+        from torch.distributed.tensor import DTensor
 
-        # The target's own (initialised) state dict tells DCP which slices this rank needs: resharding.
-        target = get_optimizer_state_dict(model, optimizer)
-        state = {"state": target["state"]}
-        with warnings.catch_warnings():
-            # Single-process resume of a sharded save is intended; DCP warns about it unconditionally.
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-            dcp.load(state, checkpoint_id=sharded, no_dist=not sync.distributed())
-        groups = torch.load(sharded / layout.OPTIMIZER_GROUPS_FILE, map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(model, optimizer, {"state": state["state"], "param_groups": groups})
-        return
-    full = path / layout.OPTIMIZER_FILE
-    if not full.is_file():
-        raise CheckpointError(f"{path}: neither {layout.OPTIMIZER_FILE} nor {layout.OPTIMIZER_DIR}/ present")
-    osd = torch.load(full, map_location="cpu", weights_only=True)
-    set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+        return DTensor.from_local(rows, device_mesh=target.device_mesh, placements=target.placements,
+                                  shape=target.shape, stride=target.stride())
+    return rows
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Collective under FSDP2: this rank's rows of every weight, read from the checkpoint into `model`."""
+    from ..models.hf import to_hf_key
+
+    store = model_store(path)
+    current = get_model_state_dict(model)
+    tied = {k for k in current if k == "lm_head.weight" and to_hf_key(k) not in store.layout["tensors"]}
+    try:
+        state = {k: _filled(v, store, to_hf_key(k)) for k, v in current.items() if k not in tied}
+        if tied:
+            state["lm_head.weight"] = state["embed_tokens.weight"]
+        set_model_state_dict(model, state, options=StateDictOptions(strict=True))
+    except (RuntimeError, KeyError, ValueError, CheckpointError) as exc:  # other shapes or names: another model
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{path} holds a different model than this run builds ({detail}); resume with the "
+                              "run's own model settings, or start a new run (--output-dir DIR, or --init-model "
+                              "--overwrite)") from None
+    finally:
+        store.close()
+
+
+def load_optimizer(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Collective: the optimizer's moments (this rank's rows) and param groups, into any layout."""
+    directory = Path(path) / layout.OPTIMIZER_DIR
+    store = TensorStore.open(directory)
+    try:
+        groups = json.loads((directory / OPTIMIZER_GROUPS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{directory / OPTIMIZER_GROUPS_JSON}: unreadable ({exc})") from None
+    # The target's own (initialised) state says which rows this rank needs and where they live.
+    target = get_optimizer_state_dict(model, optimizer)
+    try:
+        state = {fqn: {key: _filled(value, store, f"{fqn}.{key}") if torch.is_tensor(value) else value
+                       for key, value in entry.items()} for fqn, entry in target["state"].items()}
+        set_optimizer_state_dict(model, optimizer, {"state": state, "param_groups": groups})
+    finally:
+        store.close()
 
 
 def _restore_rng(path: Path, manifest: dict[str, Any]) -> None:
@@ -84,27 +121,20 @@ def _read_json(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *,
-                    read_model_files: ReadModelFiles | None = None, verified: bool = False) -> tuple[dict, dict]:
+                    verified: bool = False) -> tuple[dict, dict]:
     """Collective: verify (unless rank 0 just did), then restore model, optimizer and this rank's RNG; returns
     (trainer_state, data_state)."""
     path = Path(path)
     # One rank hashes (the files are shared); a bad checkpoint raises the same one-line error everywhere.
     manifest = sync.from_rank0(lambda: read_manifest(path) if verified else verify_manifest(path))
+    if manifest.get("format_version", 1) < 2:
+        raise CheckpointError(f"{path} was written by an older forgather (checkpoint format 1), whose optimizer "
+                              "state this version does not unpickle; continue from its weights with "
+                              f"train.init_from: {path} and --init-model")
     trainer_state = _read_json(path / layout.TRAINER_STATE_FILE)
     data_state = _read_json(path / layout.DATA_STATE_FILE)
-
-    # Every rank reads the full weights itself (no broadcast): works the same on gloo and NCCL, and
-    # set_model_state_dict shards them locally for FSDP2.
-    state = (read_model_files or read_safetensors)(path)
-    try:
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-    except (RuntimeError, KeyError, ValueError) as exc:  # other shapes or names: a different model
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{path} holds a different model than this run builds ({detail}); resume with the "
-                              "run's own model settings, or start a new run (--output-dir DIR, or --init-model "
-                              "--overwrite)") from None
-    del state
-    _load_optimizer(path, model, optimizer)
+    load_weights(path, model)
+    load_optimizer(path, model, optimizer)
     _restore_rng(path, manifest)  # last, so nothing above draws from the restored streams
     sync.barrier()
     return trainer_state, data_state

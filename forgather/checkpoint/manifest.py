@@ -16,7 +16,7 @@ from .layout import MANIFEST_FILE, list_checkpoints
 log = logging.getLogger("forgather.checkpoint")
 
 FORMAT = "forgather-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights and optimizer moments as row-sharded safetensors (no DCP pickle)
 _CHUNK = 8 << 20  # stream hashes so a multi-GB shard never sits in memory
 
 
@@ -54,6 +54,27 @@ def write_manifest(directory: Path, step: int, **extra: Any) -> dict[str, Any]:
                         "sha256": file_sha256(path, fsync=True)})
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra, "files": entries}
+    target = directory / MANIFEST_FILE
+    with open(target, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    for sub in sorted({p.parent for p in _files(directory)} | {directory}):
+        fsync_dir(sub)
+    return manifest
+
+
+def write_manifest_entries(directory: Path, step: int, entries: list[dict], **extra: Any) -> dict[str, Any]:
+    """Write manifest.json from entries whose hashes were taken as the files were written (each file hashed
+    once per save), fsync it and every directory holding the files."""
+    directory = Path(directory)
+    listed = {e["path"] for e in entries}
+    present = {p.relative_to(directory).as_posix() for p in _files(directory)}
+    if listed != present:
+        raise CheckpointError(f"{directory}: files written and files listed differ ({sorted(listed ^ present)[:3]})")
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
+                "files": sorted(entries, key=lambda e: e["path"])}
     target = directory / MANIFEST_FILE
     with open(target, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1)

@@ -19,23 +19,23 @@ def _eval_loss(path: Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def select_kept(root: Path, keep_last: int, keep_best: int) -> set[Path]:
-    """The checkpoint dirs retention keeps."""
+def select_kept(root: Path, keep_last: int, keep_best: int, newest: Path | None = None) -> set[Path]:
+    """The checkpoint dirs retention keeps (`newest`: the one just written and hashed, so not hashed again)."""
     checkpoints = layout.list_checkpoints(root)
     kept = {path for _, path in checkpoints[-keep_last:]} if keep_last > 0 else set()
     if keep_best > 0:
         scored = [(loss, step, path) for step, path in checkpoints if (loss := _eval_loss(path)) is not None]
         kept |= {path for _, _, path in sorted(scored)[:keep_best]}
-    newest = find_latest(root)
+    newest = newest or find_latest(root)
     if newest is not None:
         kept.add(newest)
     return kept
 
 
-def apply_retention(root: Path, keep_last: int, keep_best: int) -> list[Path]:
+def apply_retention(root: Path, keep_last: int, keep_best: int, newest: Path | None = None) -> list[Path]:
     """Rank 0 only: delete checkpoints outside the kept set; returns the removed paths, oldest first."""
     root = Path(root)
-    kept = select_kept(root, keep_last, keep_best)
+    kept = select_kept(root, keep_last, keep_best, newest)
     removed = []
     for step, path in layout.list_checkpoints(root):
         if path in kept:

@@ -77,3 +77,21 @@ def from_rank0(fn: Callable[[], T]) -> T:
     if message is not None:
         raise CheckpointError(message)
     return value
+
+
+def gather_objects(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's `obj` on every rank (of `group`), in rank order; [obj] without a process group."""
+    if not distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def broadcast_object(obj: Any, group: Any = None) -> Any:
+    """Rank 0's `obj` on every rank (of `group`)."""
+    if not distributed():
+        return obj
+    payload = [obj]
+    dist.broadcast_object_list(payload, src=0, group=group)
+    return payload[0]

@@ -15,8 +15,10 @@ because post-norm blocks end in a norm). `load_hf` reads it back; transformers c
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -82,30 +84,98 @@ def hf_config(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[str, 
     return config
 
 
-def _full(t: torch.Tensor) -> torch.Tensor:
-    """A plain, contiguous CPU tensor (gathers a DTensor shard if given one)."""
-    if hasattr(t, "full_tensor"):
-        t = t.full_tensor()
-    return t.detach().to("cpu").contiguous()
+DEFAULT_MAX_SHARD_BYTES = 5 * 2**30  # above this, weights go into several files with an index (as HF does)
+
+
+@dataclass
+class TokenIds:
+    """The tokenizer's special ids, written into config.json and generation_config.json so stock transformers
+    knows where a document ends (without them it assumes Llama's 1/2 and `generate` never stops)."""
+
+    bos: int | None = None
+    eos: int | None = None
+    pad: int | None = None
+
+    def config_fields(self) -> dict[str, int]:
+        return {f"{k}_token_id": v for k, v in (("bos", self.bos), ("eos", self.eos), ("pad", self.pad))
+                if v is not None}
+
+
+def generation_config(ids: TokenIds) -> dict[str, Any]:
+    """generation_config.json: the special ids, so `generate` stops at the end-of-text token."""
+    return {**ids.config_fields(), "_from_model_config": False}
+
+
+def write_hf_weights(named: Iterable[tuple[str, torch.Tensor]], out: Path,
+                     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> torch.dtype:
+    """Write (HF name, tensor) pairs as model.safetensors, or as model-0000i-of-0000n.safetensors plus
+    model.safetensors.index.json when they exceed max_shard_bytes; tensors are held one shard at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    parts: list[list[str]] = []
+    pending: dict[str, torch.Tensor] = {}
+    size, total, dtype = 0, 0, None
+
+    def flush() -> None:
+        nonlocal pending, size
+        if pending:
+            save_file(pending, str(out / f".part-{len(parts):05d}.safetensors"), metadata={"format": "pt"})
+            parts.append(list(pending))
+            pending, size = {}, 0
+
+    for name, tensor in named:
+        tensor = tensor.detach().to("cpu").contiguous().clone()
+        dtype = dtype or tensor.dtype
+        nbytes = tensor.numel() * tensor.element_size()
+        if pending and size + nbytes > max_shard_bytes:
+            flush()
+        pending[name] = tensor
+        size, total = size + nbytes, total + nbytes
+    flush()
+    if len(parts) == 1:
+        os.replace(out / ".part-00000.safetensors", out / "model.safetensors")
+    else:
+        weight_map = {}
+        for i, names in enumerate(parts):
+            final = f"model-{i + 1:05d}-of-{len(parts):05d}.safetensors"
+            os.replace(out / f".part-{i:05d}.safetensors", out / final)
+            weight_map.update({name: final for name in names})
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    if dtype is None:
+        raise ModelError("no weights to write")
+    return dtype
+
+
+def write_hf_config(spec: ModelSpec, out: Path, dtype: torch.dtype, ids: TokenIds | None = None) -> None:
+    """config.json (with the tokenizer's special ids) and generation_config.json."""
+    ids = ids or TokenIds()
+    config = {**hf_config(spec, dtype), **ids.config_fields()}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (out / "generation_config.json").write_text(json.dumps(generation_config(ids), indent=2) + "\n",
+                                                encoding="utf-8")
+
+
+def hf_named(state: dict[str, torch.Tensor], spec: ModelSpec) -> Iterator[tuple[str, torch.Tensor]]:
+    """Our state dict as (HF name, tensor), without the tied head (HF re-ties it; safetensors refuses sharing)."""
+    for key, value in state.items():
+        if spec.tie_embeddings and key == "lm_head.weight":
+            continue
+        if hasattr(value, "full_tensor"):
+            value = value.full_tensor()
+        yield to_hf_key(key), value
 
 
 def save_pretrained_hf(model_or_state_dict: nn.Module | dict[str, torch.Tensor], spec: ModelSpec,
-                       out_dir: str | Path) -> Path:
-    """Write config.json + model.safetensors loadable by transformers.AutoModelForCausalLM (Llama/Qwen3)."""
+                       out_dir: str | Path, ids: TokenIds | None = None,
+                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:
+    """Write config.json + weights loadable by transformers.AutoModelForCausalLM (Llama/Qwen3)."""
     state = (model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module)
              else dict(model_or_state_dict))
-    tensors: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if spec.tie_embeddings and key == "lm_head.weight":
-            continue  # HF re-ties from embed_tokens; safetensors refuses shared storage anyway
-        tensors[to_hf_key(key)] = _full(value).clone()
-    if "model.embed_tokens.weight" not in tensors:
+    if "embed_tokens.weight" not in state:
         raise ModelError("save_pretrained_hf: state dict has no embed_tokens.weight; is this a forgather Transformer?")
-    dtype = tensors["model.embed_tokens.weight"].dtype
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(hf_config(spec, dtype), indent=2) + "\n", encoding="utf-8")
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    dtype = write_hf_weights(hf_named(state, spec), out, max_shard_bytes)
+    write_hf_config(spec, out, dtype, ids)
     return out
 
 
@@ -160,10 +230,19 @@ def spec_from_hf_config(config: dict[str, Any], source: str = "config.json") -> 
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors from model.safetensors or a sharded model.safetensors.index.json."""
+    """All tensors from model.safetensors, an HF index of shards, or a forgather checkpoint's per-rank model/
+    shards (assembled row range by row range)."""
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
     if single.is_file():
         return load_file(str(single))
+    if (path / "model" / "layout.json").is_file():
+        from forgather.checkpoint.tensorstore import TensorStore
+
+        store = TensorStore.open(path / "model")
+        try:
+            return {name: store.rows(name) for name in store.names()}
+        finally:
+            store.close()
     if index.is_file():
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         tensors: dict[str, torch.Tensor] = {}

@@ -5,17 +5,20 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
 from .. import checkpoint
 from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
-from ..dist.setup import DistInfo
 from ..checkpoint import sync
+from ..checkpoint.background import BackgroundWriter
+from ..dist.setup import DistInfo
 from ..errors import CheckpointError
-from ..models.hf import load_hf, save_pretrained_hf
+from ..models.hf import TokenIds, hf_named, write_hf_config, write_hf_weights
 from ..models.spec import ModelSpec
 
 
@@ -44,13 +47,24 @@ class RunCheckpointer:
         self.root = config.run_dir / "checkpoints"
         self.latest: Path | None = None  # set by locate()
         self.config_text = render_config(config)  # never a value taken from the environment
+        self.spec_dtype = torch.float32  # the dtype of the weights (fp32 master weights in every mode)
+        self.writer = BackgroundWriter(info.world_size)
+        self.saves = 0
 
-    def write_model_dir(self, model_or_state: nn.Module | dict, out: Path) -> Path:
-        """HF-format weights + config.json, and the run's tokenizer: a directory generate/eval/transformers can use."""
-        save_pretrained_hf(model_or_state, self.spec, out)
+    def token_ids(self) -> TokenIds:
+        """The run tokenizer's special ids, for config.json / generation_config.json."""
+        tok = self.tokenizer
+        return TokenIds(tok.bos_id, tok.eos_id, tok.pad_id) if tok is not None else TokenIds()
+
+    def write_model_files(self, hf_state: dict[str, torch.Tensor] | None, out: Path) -> None:
+        """A checkpoint's HF files: the weights when given (an unsharded model, HF names), config.json with the
+        tokenizer's ids, generation_config.json and the tokenizer: the directory transformers loads."""
+        if hf_state is not None and self.spec.tie_embeddings:
+            hf_state = {k: v for k, v in hf_state.items() if k != "lm_head.weight"}  # HF re-ties it
+        dtype = write_hf_weights(hf_state.items(), out) if hf_state is not None else self.spec_dtype
+        write_hf_config(self.spec, out, dtype, self.token_ids())
         if self.tokenizer is not None:
             save_tokenizer_files(self.tokenizer, out)
-        return out
 
     def check_init_policy(self) -> None:
         """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed. A fresh start
@@ -75,28 +89,79 @@ class RunCheckpointer:
             print(f"forgather: the previous run's logs moved to {archive}", flush=True)
 
     def write_initial_model(self, model: nn.Module) -> Path | None:
-        """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model)."""
-        if not self.config.train.init_model or not self.info.is_main:
+        """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model).
+        Collective under FSDP2 (each weight is gathered in turn); only rank 0 writes."""
+        if not self.config.train.init_model:
             return None
-        return self.write_model_dir(model, self.config.run_dir / "initial_model")
+        named = hf_named(get_model_state_dict(model), self.spec)
+        if not self.info.is_main:
+            for _ in named:  # take part in each weight's gather
+                pass
+            return None
+        out = self.config.run_dir / "initial_model"
+        self.write_model_files(dict(named), out)
+        return out
 
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
-             data_state: dict) -> Path:
-        """Collective atomic save of finite weights (recorded as such), then retention on rank 0."""
+             data_state: dict, on_saved: Callable[[Path], None] | None = None) -> Path:
+        """Collective: check the weights are finite, stage this rank's part (the loop waits only for that), and
+        write it on the background thread (checkpoint.async_save) or here; retention and exports follow on rank 0.
+        A previous background save is finished first, and its failure raised."""
+        self.writer.wait()
+        self.raise_failure()
         if not weights_are_finite(model):
             from .health import TrainingDiverged
 
             raise TrainingDiverged(f"the weights hold NaN/Inf at step {step}: nothing was saved, the previous "
                                    "checkpoint stays the latest; lower --learning-rate or check the data")
-        trainer_state = {**trainer_state, "weights_finite": True}
-        path = checkpoint.save_checkpoint(
-            self.root, step, model, optimizer, trainer_state=trainer_state, data_state=data_state,
-            config_text=self.config_text, write_model_files=self.write_model_dir,
-        )
-        if self.info.is_main:
-            cfg = self.config.checkpoint
-            checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best)
-        return path
+        staged = checkpoint.stage_checkpoint(
+            self.root, step, model, optimizer, trainer_state={**trainer_state, "weights_finite": True},
+            data_state=data_state, config_text=self.config_text, write_model_files=self.write_model_files,
+            pin_memory=self.info.device.type == "cuda")
+        self.saves += 1
+        export = self.saves % self.config.checkpoint.export_every == 0 if self.config.checkpoint.export_every else False
+
+        def job(group: Any) -> None:
+            path = checkpoint.write_staged(staged, group)
+            if self.info.is_main:
+                cfg = self.config.checkpoint
+                checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best, newest=path)
+                if export:
+                    self.export(path)
+            if on_saved is not None:
+                on_saved(path)
+
+        self.writer.submit(job, background=self.config.checkpoint.async_save)
+        return staged.final
+
+    def export(self, path: Path) -> Path:
+        """Rank 0: an HF model dir of a published checkpoint under RUN_DIR/exports/ (what transformers loads)."""
+        from ..checkpoint.export import export_checkpoint
+
+        out = self.config.run_dir / "exports" / path.name
+        return export_checkpoint(path, out, force=True)
+
+    def failure(self) -> str | None:
+        """A background save's one-line failure, if one failed."""
+        return self.writer.failure()
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Let a save in flight finish (a run stopping on an error still gets the checkpoint it was writing)."""
+        self.writer.wait(timeout)
+
+    def raise_failure(self) -> None:
+        """A background save's failure, as the one-line error it is (the previous checkpoint is still latest)."""
+        failure = self.writer.failure()
+        if failure is not None:
+            raise CheckpointError(failure)
+
+    def finish(self, final: Path | None = None) -> None:
+        """Wait for the save in flight; export the final checkpoint (checkpoint.export_final); raise a failure."""
+        self.writer.wait()
+        self.raise_failure()
+        if final is not None and self.config.checkpoint.export_final and self.info.is_main:
+            out = self.export(final)
+            print(f"forgather: exported {final.name} for transformers to {out}", flush=True)
 
     def locate(self) -> Path | None:
         """Collective: the checkpoint this run resumes from, found and verified once (rank 0) and broadcast.
@@ -137,5 +202,4 @@ class RunCheckpointer:
             return None
         if self.info.is_main:
             print(f"forgather: resuming from {self.latest}", flush=True)
-        return checkpoint.load_checkpoint(self.latest, model, optimizer, verified=True,
-                                          read_model_files=lambda path: load_hf(path)[1])
+        return checkpoint.load_checkpoint(self.latest, model, optimizer, verified=True)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..errors import CheckpointError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, use_step_timeout
 from .agreement import StepAgreement
@@ -27,6 +28,7 @@ from .precision import PrecisionPlan, autocast
 from .step import drop_single_document_ids, eval_loss, train_step
 
 SECOND_SIGNAL_AFTER_S = 2.0
+SAVE_DRAIN_S = 300.0  # how long a failing run waits for a checkpoint still being written
 NO_DATA_EPOCH = 1 << 40  # posted by a rank that reads no data; never the minimum
 
 
@@ -55,7 +57,9 @@ class Components:
     tokens_per_batch: int  # tokens in one rank's micro-batch
     precision: PrecisionPlan
     compiled: bool = False  # blocks under torch.compile: graph breaks are reported after the first step
-    checkpointer: Any = None  # save(step, model, optimizer, trainer_state, data_state) / resume(model, optimizer)
+    # save(step, model, optimizer, trainer_state, data_state, on_saved) / resume(model, optimizer) / finish(final)
+    # / failure() / drain(timeout): see train/checkpointing.py
+    checkpointer: Any = None
 
 
 def scaled_interval(every: int, cadence: float) -> int:
@@ -98,8 +102,9 @@ class Trainer:
         self.losses = LossMonitor(cfg.divergence_factor, cfg.warmup_steps, self.state.loss_ema)
         # Losses are read on log steps; without logging, every 100 steps, so unread ones never pile up.
         self.read_every = self.log_every or 100
-        # Stop requests and the data epoch (the minimum over ranks, posted negated: the agreement is a MAX).
-        self.agreement = StepAgreement(("stop", "minus_epoch"), self.info.world_size)
+        # Stop requests, a failed background save, and the data epoch (the minimum over ranks, posted negated:
+        # the agreement is a MAX).
+        self.agreement = StepAgreement(("stop", "save_failed", "minus_epoch"), self.info.world_size)
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
                                      self.info.world_size, synchronize=self._synchronize)
@@ -168,15 +173,20 @@ class Trainer:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops the loader's read-ahead thread before the process group goes away
+            if self.parts.checkpointer is not None:  # a save in flight when an error stops the run still lands
+                self.parts.checkpointer.drain(timeout=SAVE_DRAIN_S)
             self.sink.close()
 
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
         self._first_step = self.state.step
         while self.state.step < self.total_steps:
-            agreed = self.agreement.exchange(stop=self.stop_requested, minus_epoch=-self._data_epoch())
+            agreed = self.agreement.exchange(stop=self.stop_requested, save_failed=self._save_failed(),
+                                             minus_epoch=-self._data_epoch())
+            if agreed["save_failed"]:  # every rank stops at the same step, with the failing rank's message
+                self._raise_save_failure()
             if agreed["stop"]:
-                self._save("signal")
+                self._save("signal", wait=True)
                 self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
                 return 0
             self._save_at_epoch_end(-agreed["minus_epoch"])
@@ -199,7 +209,9 @@ class Trainer:
                 break
         self._read_losses()  # the last steps' losses, checked even when nothing is saved
         if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
-            self._save("final")
+            self._save("final", wait=True)
+        elif self.parts.checkpointer is not None:
+            self.parts.checkpointer.finish()
         return 0
 
     def _after_step(self, grad_norm: torch.Tensor) -> None:
@@ -260,18 +272,26 @@ class Trainer:
         patience = self.train_cfg.early_stopping_patience
         return patience > 0 and self.state.evals_without_improvement >= patience
 
-    def _save(self, reason: str) -> None:
+    def _save(self, reason: str, wait: bool = False) -> None:
+        """A checkpoint of this step (written in the background unless `wait`: the run ends after it)."""
         if self.parts.checkpointer is None or self.config.checkpoint.save_strategy == "no":
             return
         self._read_losses()  # a step with a NaN/Inf or spiking loss never reaches a checkpoint
         with self.meter.excluded():
-            self._write_checkpoint(reason)
+            trainer_state = {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}
+            data_state = self.parts.train_batches.state_dict()
+            path = self.parts.checkpointer.save(self.state.step, self.model, self.optimizer, trainer_state, data_state,
+                                                on_saved=lambda p: self.sink.message(f"saved checkpoint {p} ({reason})"))
+            if wait:
+                self.parts.checkpointer.finish(final=path if reason == "final" else None)
 
-    def _write_checkpoint(self, reason: str) -> None:
-        trainer_state = {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}
-        data_state = self.parts.train_batches.state_dict()
-        path = self.parts.checkpointer.save(self.state.step, self.model, self.optimizer, trainer_state, data_state)
-        self.sink.message(f"saved checkpoint {path} ({reason})")
+    def _save_failed(self) -> int:
+        return int(self.parts.checkpointer is not None and self.parts.checkpointer.failure() is not None)
+
+    def _raise_save_failure(self) -> None:
+        self.parts.checkpointer.raise_failure()
+        raise CheckpointError("a background checkpoint save failed on another rank; the previous checkpoint is still "
+                              "the latest")
 
     # -- plumbing ---------------------------------------------------------------------------
     def _batch_iterator(self) -> Iterator[dict[str, torch.Tensor]]:

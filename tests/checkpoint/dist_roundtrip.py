@@ -58,7 +58,9 @@ def main(root: Path) -> None:
     expected = full_state(model, optimizer)
     if dist.get_rank() == 0:
         torch.save(expected, root / "expected.pt")
-        assert (path / "optimizer" / ".metadata").is_file(), "FSDP2 optimizer should be saved with DCP"
+        for part in ("model", "optimizer"):  # each rank's own rows, no gather, no pickle
+            files = sorted(p.name for p in (path / part).iterdir())
+            assert files[-2:] == ["shard-00000-of-00002.safetensors", "shard-00001-of-00002.safetensors"], files
 
     # (a) FSDP2 -> FSDP2, same world size: exact weights, optimizer and this rank's RNG stream.
     model_a = fsdp_model(mesh, 7)
@@ -67,14 +69,14 @@ def main(root: Path) -> None:
     assert torch.equal(torch.rand(3), after_save), "RNG stream not restored"
     assert_same(expected, full_state(model_a, optimizer_a), "fsdp2->fsdp2")
 
-    # (b) FSDP2 -> DDP, then DDP (optimizer.pt) -> FSDP2.
+    # (b) FSDP2 -> DDP, then DDP (one full file of each) -> FSDP2.
     ddp = DistributedDataParallel(tiny_model(8))
     optimizer_b = adamw(ddp)
     load_checkpoint(path, ddp, optimizer_b)
     assert_same(expected, full_state(ddp, optimizer_b), "fsdp2->ddp")
     path_b = save(root, 200, ddp, optimizer_b)
     if dist.get_rank() == 0:
-        assert (path_b / "optimizer.pt").is_file(), "DDP optimizer should be one full optimizer.pt"
+        assert (path_b / "optimizer" / "shard-00000-of-00001.safetensors").is_file(), "DDP: one full file"
     model_c = fsdp_model(mesh, 9)
     optimizer_c = adamw(model_c)
     load_checkpoint(path_b, model_c, optimizer_c)

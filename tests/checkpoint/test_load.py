@@ -94,7 +94,7 @@ def test_loading_an_unsealed_checkpoint_raises(tmp_path):
 
 
 def test_fsdp2_checkpoint_reloads_into_fsdp2_ddp_and_a_single_process(tmp_path):
-    """torchrun, 2 gloo ranks: FSDP2 -> FSDP2 (+RNG), FSDP2 -> DDP -> FSDP2; then FSDP2 (DCP) -> 1 plain process."""
+    """torchrun, 2 gloo ranks: FSDP2 -> FSDP2 (+RNG), FSDP2 -> DDP -> FSDP2; then FSDP2 (2 shards) -> 1 process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

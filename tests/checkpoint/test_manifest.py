@@ -31,7 +31,7 @@ def flip_byte(path, offset=100):
 def test_manifest_lists_every_file_with_size_and_sha256(tmp_path):
     path = fake_checkpoint(tmp_path, 100)
     manifest = verify_manifest(path)
-    assert manifest["step"] == 100 and manifest["world_size"] == 1 and manifest["format_version"] == 1
+    assert manifest["step"] == 100 and manifest["world_size"] == 1 and manifest["format_version"] == 2
     assert [e["path"] for e in manifest["files"]] == ["model.safetensors", "rng/rank-0.pt", "trainer_state.json"]
     assert manifest["files"][0]["size"] == 7000 and len(manifest["files"][0]["sha256"]) == 64
 

@@ -35,15 +35,19 @@ def test_single_process_save_writes_the_documented_layout(tmp_path, trained):
     path = save(tmp_path, 200, *trained, eval_loss=2.5)
     assert path == tmp_path / "step-000200"
     names = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
-    assert names == {"model.safetensors", "config.json", "optimizer.pt", "trainer_state.json", "data_state.json",
-                     "rng/rank-0.pt", "config.yaml", "manifest.json"}
+    assert names == {"model.safetensors", "config.json", "optimizer/shard-00000-of-00001.safetensors",
+                     "optimizer/layout.json", "optimizer/param_groups.json", "trainer_state.json",
+                     "data_state.json", "rng/rank-0.pt", "config.yaml", "manifest.json"}
     manifest = verify_manifest(path)
     assert manifest["world_size"] == 1 and manifest["optimizer_format"] == "full"
     assert json.loads((path / "trainer_state.json").read_text())["eval_loss"] == 2.5
     assert (path / "config.yaml").read_text() == "name: tiny\n"
-    # Full optimizer state keyed by parameter name, loadable without unpickling code.
-    osd = torch.load(path / "optimizer.pt", weights_only=True)
-    assert set(osd["state"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    # Optimizer moments as safetensors keyed by parameter name (no pickle anywhere), groups as JSON.
+    from safetensors import safe_open
+
+    with safe_open(str(path / "optimizer" / "shard-00000-of-00001.safetensors"), framework="pt") as f:
+        assert {k.rsplit(".", 1)[0] for k in f.keys()} == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert json.loads((path / "optimizer" / "param_groups.json").read_text())[0]["lr"] == 1e-2
     assert not list(tmp_path.glob("*.tmp"))
 
 

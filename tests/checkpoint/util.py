@@ -29,9 +29,10 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int =
         optimizer.zero_grad(set_to_none=True)
 
 
-def write_model_files(state_dict: dict[str, Tensor], directory: Path) -> None:
-    """Stand-in for the model layer: safetensors weights plus a config.json."""
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(directory / "model.safetensors"))
+def write_model_files(state_dict: dict[str, Tensor] | None, directory: Path) -> None:
+    """Stand-in for the model layer: safetensors weights (unless sharded: they are in model/) plus a config.json."""
+    if state_dict is not None:
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(directory / "model.safetensors"))
     (directory / "config.json").write_text('{"model_type": "tiny"}\n', encoding="utf-8")
 
 

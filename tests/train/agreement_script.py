@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ dist.all_reduce = all_reduce
 agreement = StepAgreement(("stop", "epoch"), dist.get_world_size())
 seen = [agreement.exchange(stop=int(rank == 1 and step == 3), epoch=step if rank == 0 else 0) for step in range(1, 7)]
 agreement.close()
-print("AGREED " + json.dumps({"rank": rank, "seen": seen, "async": async_flags}), flush=True)
+# One write per line: the two ranks' lines never run into each other on the shared stdout.
+os.write(1, ("AGREED " + json.dumps({"rank": rank, "seen": seen, "async": async_flags}) + "\n").encode())
 dist.barrier()
 dist.destroy_process_group()

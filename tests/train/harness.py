@@ -60,6 +60,15 @@ class RecordingCheckpointer:
     def resume(self, *_: Any) -> None:
         return None
 
+    def finish(self, final: Any = None) -> None:
+        return None
+
+    def failure(self) -> None:
+        return None
+
+    def drain(self, timeout: float | None = None) -> None:
+        return None
+
 
 class ScaleLossAt(nn.Module):
     """Wraps a model; multiplies the summed loss of its `step`-th forward by `factor` (NaN, a spike)."""

@@ -136,7 +136,7 @@ SLOW_SAVE = """
 import time
 import forgather.checkpoint.save as save
 
-_original = save.save_checkpoint
+_original = save.write_staged
 
 
 def slow(*args, **kwargs):
@@ -144,7 +144,7 @@ def slow(*args, **kwargs):
     return _original(*args, **kwargs)
 
 
-save.save_checkpoint = slow
+save.write_staged = slow
 """
 
 
@@ -222,16 +222,16 @@ FULL_DISK = """
 import resource, signal
 import forgather.checkpoint.save as save
 
-_original = save._write_and_publish
+_original = save.write_staged
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so an oversized write fails with an error, not a dead process
 
 
 def full(*args, **kwargs):  # from the first checkpoint on, no file may grow past 64 KiB: as a full disk refuses
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so writes fail with an error instead of killing the process
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     return _original(*args, **kwargs)
 
 
-save._write_and_publish = full
+save.write_staged = full
 """
 
 

@@ -1,0 +1,211 @@
+"""Named tensors split by rows across per-rank safetensors files, read back by any row range (no pickle).
+
+Under FSDP2 every parameter (and its optimizer moments) is a DTensor sharded along dim 0: rank r holds
+rows [start, stop) of it. Each rank writes only its own rows, in its own file; `layout.json` says which
+file holds which rows of which tensor. Reading rows [a, b) of a tensor opens only the files holding
+them, and reads only those rows (safetensors slices the file lazily), so a rank loads its own shard
+whatever world size wrote the checkpoint — resharding is a row-range read. A plain (unsharded) tensor
+is one piece holding all its rows; a 0-dim tensor (Adam's step) is one piece as well.
+
+    layout.json: {"format": 1, "files": ["shard-00000-of-00002.safetensors", ...],
+                  "tensors": {name: {"shape": [...], "dtype": "float32", "pieces": [[file, start, stop], ...]}}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError
+
+LAYOUT_FILE = "layout.json"
+LAYOUT_FORMAT = 1
+
+
+def shard_file_name(rank: int, world: int) -> str:
+    """The file rank `rank` of `world` writes its rows into."""
+    return f"shard-{rank:05d}-of-{world:05d}.safetensors"
+
+
+def _chunk_rows(rows: int, parts: int, index: int) -> tuple[int, int]:
+    """Rows [start, stop) of part `index` when `rows` are split like torch.chunk into `parts` (FSDP2's rule)."""
+    size = -(-rows // parts) if rows else 0
+    start = min(rows, index * size)
+    return start, min(rows, start + size)
+
+
+def local_rows(tensor: Tensor) -> tuple[Tensor, int, int, bool]:
+    """(this rank's local rows, their global [start, stop), whether this rank is the one that writes them).
+
+    A plain tensor is all rows, written by every caller (the caller picks one rank); a DTensor sharded on dim 0
+    is the chunk of its mesh coordinate; replicated mesh dimensions (HSDP) write only from coordinate 0.
+    """
+    if not hasattr(tensor, "to_local"):
+        return tensor, 0, tensor.shape[0] if tensor.dim() else 0, True
+    from torch.distributed.tensor import Replicate, Shard
+
+    local = tensor.to_local()
+    mesh, start, stop, writer = tensor.device_mesh, 0, tensor.shape[0] if tensor.dim() else 0, True
+    for dim, placement in enumerate(tensor.placements):
+        coordinate = mesh.get_local_rank(dim)
+        if isinstance(placement, Shard):
+            if placement.dim != 0:
+                raise CheckpointError(f"tensors sharded on dim {placement.dim} are not supported (only dim 0)")
+            start, stop = _chunk_rows(tensor.shape[0], mesh.size(dim), coordinate)
+        elif isinstance(placement, Replicate):
+            writer = writer and coordinate == 0
+    if local.dim() and local.shape[0] != stop - start:
+        raise CheckpointError(f"a DTensor's local rows ({local.shape[0]}) are not its chunk [{start}, {stop})")
+    return local, start, stop, writer
+
+
+@dataclass
+class RankPart:
+    """What one rank wrote: its file (maybe none), and the pieces of each tensor in it."""
+
+    file: str | None
+    sha256: str | None = None
+    size: int = 0
+    tensors: dict[str, dict] = field(default_factory=dict)  # name → {"shape", "dtype", "start", "stop"}
+
+
+def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False) -> tuple[dict[str, Tensor], dict[str, dict]]:
+    """Copy this rank's rows of every tensor to host memory now (so training may go on changing them); returns
+    (host tensors to write, their metadata). Tensors this rank does not write (replicas) are skipped."""
+    host: dict[str, Tensor] = {}
+    meta: dict[str, dict] = {}
+    for name, tensor in named:
+        local, start, stop, writer = local_rows(tensor.detach())
+        if not writer:
+            continue
+        copy = torch.empty(local.shape, dtype=local.dtype, pin_memory=pin and local.is_cuda)
+        copy.copy_(local, non_blocking=pin and local.is_cuda)
+        host[name] = copy
+        meta[name] = {"shape": list(tensor.shape), "dtype": str(local.dtype).removeprefix("torch."),
+                      "start": start, "stop": stop}
+    if pin and torch.cuda.is_available():
+        torch.cuda.synchronize()  # the non_blocking copies above must land before the tensors are used
+    return host, meta
+
+
+def write_rank_file(directory: Path, rank: int, world: int, host: dict[str, Tensor], meta: dict[str, dict]) -> RankPart:
+    """Write this rank's staged rows into its file (hashed as written: one read of the bytes, no re-read)."""
+    from safetensors.torch import save
+
+    if not host:
+        return RankPart(file=None, tensors=meta)
+    name = shard_file_name(rank, world)
+    payload = save({k: v.contiguous() for k, v in host.items()}, metadata={"format": "pt"})
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(payload)
+    return RankPart(file=name, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload), tensors=meta)
+
+
+def layout_of(parts: list[RankPart]) -> dict:
+    """layout.json contents from every rank's part (rank order)."""
+    files = [p.file for p in parts if p.file]
+    tensors: dict[str, dict] = {}
+    for part in parts:
+        for name, m in part.tensors.items():
+            entry = tensors.setdefault(name, {"shape": m["shape"], "dtype": m["dtype"], "pieces": []})
+            entry["pieces"].append([files.index(part.file), m["start"], m["stop"]])
+    for name, entry in tensors.items():
+        entry["pieces"].sort(key=lambda piece: piece[1])
+        covered = 0
+        for _, start, stop in entry["pieces"]:
+            if start != covered:
+                raise CheckpointError(f"tensor {name}: rows {covered}..{start} are in no rank's file")
+            covered = stop
+        if entry["shape"] and covered != entry["shape"][0]:
+            raise CheckpointError(f"tensor {name}: only rows 0..{covered} of {entry['shape'][0]} were written")
+    return {"format": LAYOUT_FORMAT, "files": files, "tensors": tensors}
+
+
+class TensorStore:
+    """Read rows of named tensors from a directory written by write_rank_file + layout.json (or one plain
+    safetensors file, taken as a store whose every tensor is one piece)."""
+
+    def __init__(self, directory: Path, layout: dict, single: Path | None = None) -> None:
+        self.directory, self.layout, self.single = Path(directory), layout, single
+        self._handles: dict[int, object] = {}
+        self.rows_read = 0  # for tests: how many rows this process read
+
+    @classmethod
+    def open(cls, directory: Path) -> "TensorStore":
+        """The store in `directory` (layout.json), CheckpointError naming what is missing."""
+        directory = Path(directory)
+        try:
+            layout = json.loads((directory / LAYOUT_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(f"{directory / LAYOUT_FILE}: missing; the checkpoint is incomplete") from None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{directory / LAYOUT_FILE}: unreadable ({exc})") from None
+        if layout.get("format") != LAYOUT_FORMAT:
+            raise CheckpointError(f"{directory / LAYOUT_FILE}: layout format {layout.get('format')} is not one this "
+                                  "forgather reads")
+        return cls(directory, layout)
+
+    @classmethod
+    def of_files(cls, paths: list[Path]) -> "TensorStore":
+        """Plain safetensors files (one, or an HF index's shards) as a store: every tensor whole, in its file."""
+        from safetensors import safe_open
+
+        tensors = {}
+        for index, path in enumerate(paths):
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    for name in f.keys():
+                        shape = list(f.get_slice(name).get_shape())
+                        tensors[name] = {"shape": shape, "dtype": "", "pieces": [[index, 0, shape[0] if shape else 0]]}
+            except Exception as exc:  # noqa: BLE001 - missing, truncated, not safetensors: all one message
+                raise CheckpointError(f"{path}: cannot read ({' '.join(str(exc).split())[:200]})") from None
+        return cls(Path(paths[0]).parent, {"format": LAYOUT_FORMAT, "files": [Path(p).name for p in paths],
+                                           "tensors": tensors})
+
+    def names(self) -> list[str]:
+        return list(self.layout["tensors"])
+
+    def shape(self, name: str) -> list[int]:
+        return list(self._entry(name)["shape"])
+
+    def _entry(self, name: str) -> dict:
+        try:
+            return self.layout["tensors"][name]
+        except KeyError:
+            raise CheckpointError(f"{self.directory}: holds no tensor {name!r}") from None
+
+    def _file(self, index: int):
+        if index not in self._handles:
+            from safetensors import safe_open
+
+            path = self.directory / self.layout["files"][index]
+            try:
+                self._handles[index] = safe_open(str(path), framework="pt")
+            except Exception as exc:  # noqa: BLE001 - missing, truncated, not safetensors: all one message
+                raise CheckpointError(f"{path}: cannot read ({' '.join(str(exc).split())[:200]})") from None
+        return self._handles[index]
+
+    def rows(self, name: str, start: int = 0, stop: int | None = None) -> Tensor:
+        """Rows [start, stop) of tensor `name` (all when stop is None), read from the pieces that hold them."""
+        entry = self._entry(name)
+        if not entry["shape"]:  # a 0-dim tensor: one piece, whole
+            return self._file(entry["pieces"][0][0]).get_tensor(name)
+        stop = entry["shape"][0] if stop is None else stop
+        out = []
+        for file_index, piece_start, piece_stop in entry["pieces"]:
+            a, b = max(start, piece_start), min(stop, piece_stop)
+            if a < b:
+                out.append(self._file(file_index).get_slice(name)[a - piece_start:b - piece_start])
+        self.rows_read += stop - start
+        if not out:  # an empty range (a rank whose chunk of a short tensor is empty)
+            return torch.empty([0, *entry["shape"][1:]], dtype=getattr(torch, entry["dtype"] or "float32"))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def close(self) -> None:
+        self._handles.clear()
