@@ -58,6 +58,7 @@ class TrainSection:
     compile: bool | None
     precision: Literal["auto", "fp32", "bf16"]
     activation_checkpointing: bool
+    activation_checkpointing_every: int
     peak_flops: float | None
     divergence_factor: float
     early_stopping_patience: int
@@ -74,6 +75,8 @@ class DistSection:
     init_timeout_minutes: float  # joining the job through the first training step (data, compile, first batch)
     step_timeout_minutes: float  # any collective after the first step: a hung rank is declared dead after this
     data_timeout_minutes: float  # `forgather data prepare` under torchrun: ranks meet once, when all are done
+    fsdp_shard_size: int  # FSDP2: shard within groups of this many ranks, replicate across groups (HSDP); 0: all
+    fsdp_sharded_grad_accum: bool  # FSDP2: reduce-scatter every micro-step, so accumulated gradients stay sharded
 
 
 @dataclass
@@ -146,6 +149,8 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.peak_flops", lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0 (or null)"),
     ("train.divergence_factor", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: off)"),
     ("train.early_stopping_patience", lambda v: v >= 0, "at least 0 (0: off)"),
+    ("train.activation_checkpointing_every", lambda v: v >= 1, "at least 1"),
+    ("dist.fsdp_shard_size", lambda v: v >= 0, "at least 0 (0: shard over all ranks)"),
     ("checkpoint.save_every", lambda v: v >= 1, "at least 1"),
     ("checkpoint.keep_last", lambda v: v >= 0, "at least 0"),
     ("checkpoint.keep_best", lambda v: v >= 0, "at least 0"),

@@ -23,7 +23,8 @@ from . import layout, sync
 from .manifest import read_manifest, verify_manifest
 from .rng import load_rng, reseed_rng, restore_rng
 from .save import OPTIMIZER_GROUPS_JSON
-from .tensorstore import TensorStore, local_rows
+from ..dist.rows import local_rows
+from .tensorstore import TensorStore
 
 log = logging.getLogger("forgather.checkpoint")
 

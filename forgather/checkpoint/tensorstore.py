@@ -22,6 +22,7 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from ..dist.rows import local_rows
 from ..errors import CheckpointError
 
 LAYOUT_FILE = "layout.json"
@@ -31,38 +32,6 @@ LAYOUT_FORMAT = 1
 def shard_file_name(rank: int, world: int) -> str:
     """The file rank `rank` of `world` writes its rows into."""
     return f"shard-{rank:05d}-of-{world:05d}.safetensors"
-
-
-def _chunk_rows(rows: int, parts: int, index: int) -> tuple[int, int]:
-    """Rows [start, stop) of part `index` when `rows` are split like torch.chunk into `parts` (FSDP2's rule)."""
-    size = -(-rows // parts) if rows else 0
-    start = min(rows, index * size)
-    return start, min(rows, start + size)
-
-
-def local_rows(tensor: Tensor) -> tuple[Tensor, int, int, bool]:
-    """(this rank's local rows, their global [start, stop), whether this rank is the one that writes them).
-
-    A plain tensor is all rows, written by every caller (the caller picks one rank); a DTensor sharded on dim 0
-    is the chunk of its mesh coordinate; replicated mesh dimensions (HSDP) write only from coordinate 0.
-    """
-    if not hasattr(tensor, "to_local"):
-        return tensor, 0, tensor.shape[0] if tensor.dim() else 0, True
-    from torch.distributed.tensor import Replicate, Shard
-
-    local = tensor.to_local()
-    mesh, start, stop, writer = tensor.device_mesh, 0, tensor.shape[0] if tensor.dim() else 0, True
-    for dim, placement in enumerate(tensor.placements):
-        coordinate = mesh.get_local_rank(dim)
-        if isinstance(placement, Shard):
-            if placement.dim != 0:
-                raise CheckpointError(f"tensors sharded on dim {placement.dim} are not supported (only dim 0)")
-            start, stop = _chunk_rows(tensor.shape[0], mesh.size(dim), coordinate)
-        elif isinstance(placement, Replicate):
-            writer = writer and coordinate == 0
-    if local.dim() and local.shape[0] != stop - start:
-        raise CheckpointError(f"a DTensor's local rows ({local.shape[0]}) are not its chunk [{start}, {stop})")
-    return local, start, stop, writer
 
 
 @dataclass

@@ -14,12 +14,14 @@ from torch import nn
 from .setup import DistInfo
 
 
-def apply_activation_checkpointing(model: nn.Module) -> None:
-    """Recompute each block's activations in backward instead of storing them."""
+def apply_activation_checkpointing(model: nn.Module, every: int = 1) -> None:
+    """Recompute the activations of every `every`-th block in backward instead of storing them (1: all blocks;
+    2: half of them, trading half the memory saved for half the recompute)."""
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
     for index, block in enumerate(model.layers):
-        model.layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
+        if index % every == 0:
+            model.layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
 
 
 def apply_compile(model: nn.Module, fullgraph: bool) -> None:
@@ -58,15 +60,32 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def wrap_fsdp2(model: nn.Module, info: DistInfo, policy: Any) -> nn.Module:
-    """fully_shard each block, then the root, with `policy` (a MixedPrecisionPolicy), on any world size.
+def fsdp_mesh(info: DistInfo, shard_size: int) -> Any:
+    """The device mesh FSDP2 shards over: 1-D over all ranks, or (replicas, shard_size) for HSDP, where each
+    group of shard_size consecutive ranks (one node's GPUs) shards and the groups replicate."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from ..errors import UserError
+
+    world = info.world_size
+    if shard_size in (0, world):
+        return init_device_mesh(info.device.type, (world,))
+    if world % shard_size:
+        raise UserError(f"dist.fsdp_shard_size {shard_size} does not divide the {world} ranks; use a divisor "
+                        "(the GPUs of a node, typically) or 0 to shard over all ranks")
+    return init_device_mesh(info.device.type, (world // shard_size, shard_size), mesh_dim_names=("replicate", "shard"))
+
+
+def wrap_fsdp2(model: nn.Module, info: DistInfo, policy: Any, shard_size: int = 0) -> nn.Module:
+    """fully_shard each block, then the root, with `policy` (a MixedPrecisionPolicy), on any world size; a 2-D
+    mesh (shard_size) makes it HSDP: all-gathers stay within a shard group, gradients are all-reduced across.
 
     One process shards too: `--dist-mode fsdp2` then runs the same code path and precision as on many.
+    Built on the meta device, the model is sharded before any weight exists (materialize it after).
     """
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh(info.device.type, (info.world_size,))
+    mesh = fsdp_mesh(info, shard_size)
     for block in model.layers:
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)

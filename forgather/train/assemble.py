@@ -20,7 +20,7 @@ from ..dist.shared_dir import check_shared_directory
 from ..errors import ConfigError, DataError, ModelError
 from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
-from ..models.transformer import build_model
+from ..models.transformer import build_model, materialize
 from .checkpointing import RunCheckpointer
 from .describe import describe_policies
 from .precision import PrecisionPlan, apply_process_settings, fsdp_mixed_precision, plan_precision
@@ -120,16 +120,23 @@ def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: 
 
 def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> None:
     """Start from pretrained HF weights (a resumed checkpoint still takes precedence)."""
-    from ..models.hf import load_hf
+    import json
 
-    loaded_spec, state = load_hf(directory)
+    from ..models.hf import spec_from_hf_config
+
+    config_file = Path(directory) / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"train.init_from {directory}: no config.json there; point it at an HF model directory")
+    loaded_spec = spec_from_hf_config(json.loads(config_file.read_text(encoding="utf-8")), str(config_file))
     mismatched = {k: (v, getattr(spec, k)) for k, v in loaded_spec.to_dict().items()
                   if k not in ("max_position_embeddings", "init_std") and getattr(spec, k) != v}
     if mismatched:
         fields = ", ".join(f"{k}: weights {a!r} vs config {b!r}" for k, (a, b) in sorted(mismatched.items()))
         raise ModelError(f"train.init_from {directory}: the weights do not fit model.arch ({fields}); point "
                          "model.project/model.config at the imported model project")
-    model.load_state_dict(state)  # copies into the existing parameters, whatever device they are on
+    from ..checkpoint.load import load_weights
+
+    load_weights(directory, model)  # this rank's rows only (its shard under FSDP2)
 
 
 def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
@@ -139,21 +146,28 @@ def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
 
 def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer,
                         precision: PrecisionPlan) -> nn.Module:
-    """Initialise identically on every rank, save the initial HF model if asked, then AC, compile, DDP/FSDP2."""
+    """Initialise identically on every rank (same seed), AC and compile per block, then DDP or FSDP2; start from
+    init_from's weights if given, and save the initial HF model if asked.
+
+    Under FSDP2 the model is built on the meta device and sharded before any weight exists; each rank then
+    allocates and initialises only its own rows (the same values an unsharded init gives), so no rank ever
+    holds the whole model."""
     seed_everything(config.seed)
-    model = build_model(spec, config.model.attn_implementation, device=info.device)
-    if config.train.init_from:
-        load_initial_weights(model, spec, config.path(config.train.init_from))
-    checkpointer.write_initial_model(model)
+    fsdp = config.dist.mode == "fsdp2"
+    model = build_model(spec, config.model.attn_implementation, device="meta" if fsdp else info.device)
     train = config.train
     if train.activation_checkpointing:
-        apply_activation_checkpointing(model)
+        apply_activation_checkpointing(model, train.activation_checkpointing_every)
     if compile_enabled(config, info):
         attention = plan_attention(config.model.attn_implementation, info.device.type)
         apply_compile(model, fullgraph=attention.compiles_whole)
-    if config.dist.mode == "fsdp2":
-        return wrap_fsdp2(model, info, fsdp_mixed_precision(precision))
-    return wrap_ddp(model, info)
+    if fsdp:
+        model = wrap_fsdp2(model, info, fsdp_mixed_precision(precision), config.dist.fsdp_shard_size)
+        materialize(model, info.device)
+    if config.train.init_from:
+        load_initial_weights(model, spec, config.path(config.train.init_from))
+    checkpointer.write_initial_model(model)
+    return model if fsdp else wrap_ddp(model, info)
 
 
 def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec) -> None:

@@ -63,8 +63,12 @@ def train_step(
     micro_batches: list[dict[str, torch.Tensor]],
     world_size: int,
     autocast: contextlib.AbstractContextManager | None = None,
+    sync_every_microstep: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward/backward every micro-batch; returns (global mean loss, global labelled-token count).
+
+    Gradients are reduced after the last micro-batch only, unless `sync_every_microstep` (FSDP2 then
+    reduce-scatters each micro-step, and the accumulated gradients stay sharded).
 
     Each micro-batch's summed loss is divided by the token count of the whole global batch (all
     micro-steps, all ranks) and multiplied by the world size, because DDP and FSDP2 average
@@ -77,9 +81,10 @@ def train_step(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     for index, batch in enumerate(micro_batches):
         final = index == len(micro_batches) - 1
-        with gradient_sync(model, final), (autocast or contextlib.nullcontext()):
-            summed = forward_loss(model, batch)
-        (summed * scale).backward()
+        with gradient_sync(model, final or sync_every_microstep):  # forward and backward: DDP and FSDP2 read it
+            with autocast or contextlib.nullcontext():
+                summed = forward_loss(model, batch)
+            (summed * scale).backward()
         loss_sum += summed.detach().to(torch.float64)
     return all_reduce_sum(loss_sum) / global_tokens, global_tokens
 

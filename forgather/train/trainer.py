@@ -135,7 +135,8 @@ class Trainer:
 
     def _train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, grad norm) as device scalars, unread."""
-        loss, _ = train_step(self.model, micro_batches, self.info.world_size, self.autocast)
+        sharded_accum = self.config.dist.mode == "fsdp2" and self.config.dist.fsdp_sharded_grad_accum
+        loss, _ = train_step(self.model, micro_batches, self.info.world_size, self.autocast, sharded_accum)
         clip = self.train_cfg.clip_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
         if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2
