@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   forgather checkpoint list                          the project's checkpoints, newest last
   forgather checkpoint show 200                      manifest and trainer state of step-000200
   forgather checkpoint verify output/checkpoints     exit 1 if any checkpoint fails its sha256 check
+  forgather checkpoint export 200 --output hf/run1   an HF model dir (transformers, generate) of step-000200
 """
 
 
@@ -39,6 +40,18 @@ def register(subparsers: Any, composed: Any) -> None:
     show.add_argument("target", metavar="STEP|PATH", help="a step number such as 200, or a step directory")
     add_project_flags(show, composed)
     show.set_defaults(handler=run)
+    export = actions.add_parser(
+        "export", help="write an HF model dir of one checkpoint (also of an FSDP2 run's per-rank shards)",
+        description="Verify one checkpoint and write an HF model directory: config.json with the tokenizer's "
+                    "bos/eos/pad ids, generation_config.json, safetensors (sharded with an index above "
+                    "--max-shard-size) and the tokenizer files. Stock transformers loads it.")
+    export.add_argument("target", metavar="STEP|PATH", help="a step number such as 200, or a step directory")
+    export.add_argument("--output", required=True, metavar="DIR", help="the HF model directory to write")
+    export.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    export.add_argument("--max-shard-size", type=float, default=5.0, metavar="GiB",
+                        help="weights above this size go into several files with an index (default 5)")
+    add_project_flags(export, composed)
+    export.set_defaults(handler=run)
 
 
 def project_root(args: argparse.Namespace, composed: Any) -> Path:
@@ -134,14 +147,26 @@ def run_show(path: Path) -> int:
     return 0 if manifest else 1
 
 
+def run_export(path: Path, args: argparse.Namespace) -> int:
+    from ..checkpoint.export import export_checkpoint
+
+    if args.max_shard_size <= 0:
+        raise UserError(f"--max-shard-size {args.max_shard_size}: must be more than 0 GiB")
+    out = export_checkpoint(path, Path(args.output), force=args.force, verify=True,
+                            max_shard_bytes=int(args.max_shard_size * 2**30))
+    files = sorted(p.name for p in out.iterdir())
+    print(f"exported {path.name} to {out}: {', '.join(files)}")
+    return 0
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     action = args.checkpoint_action
-    if action == "show":
+    if action in ("show", "export"):
         target = args.target
         path = layout.step_dir(project_root(args, composed), int(target)) if target.isdigit() else Path(target)
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such checkpoint")
-        return run_show(path)
+        return run_show(path) if action == "show" else run_export(path, args)
     where = Path(args.path) if args.path else project_root(args, composed)
     if not args.path and not where.is_dir():
         raise UserError(f"{where}: no checkpoints yet (run `forgather train` first, or pass PATH)")

@@ -62,10 +62,20 @@ def main(root: Path) -> None:
             files = sorted(p.name for p in (path / part).iterdir())
             assert files[-2:] == ["shard-00000-of-00002.safetensors", "shard-00001-of-00002.safetensors"], files
 
-    # (a) FSDP2 -> FSDP2, same world size: exact weights, optimizer and this rank's RNG stream.
+    # (a) FSDP2 -> FSDP2, same world size: exact weights, optimizer and this rank's RNG stream; each rank reads
+    # only its own rows of every tensor.
     model_a = fsdp_model(mesh, 7)
     optimizer_a = adamw(model_a)
+    from forgather.checkpoint.tensorstore import TensorStore
+
+    requested, rows = [], TensorStore.rows
+    TensorStore.rows = lambda self, name, start=0, stop=None: requested.append((name, start, stop)) or rows(
+        self, name, start, stop)
     load_checkpoint(path, model_a, optimizer_a)
+    TensorStore.rows = rows
+    for name, start, stop in requested:
+        if stop is not None:
+            assert stop - start <= 8, f"rank {dist.get_rank()} read rows {start}..{stop} of {name}, more than its half"
     assert torch.equal(torch.rand(3), after_save), "RNG stream not restored"
     assert_same(expected, full_state(model_a, optimizer_a), "fsdp2->fsdp2")
 

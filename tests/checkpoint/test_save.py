@@ -114,3 +114,30 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     # The next save sweeps the partial directory away.
     save(tmp_path, 300, model, adamw(model))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000100", "step-000300"]
+
+
+def test_a_background_write_equals_a_synchronous_save_byte_for_byte_while_training_goes_on(tmp_path, trained):
+    from forgather.checkpoint.background import BackgroundWriter
+    from forgather.checkpoint.save import save_checkpoint, stage_checkpoint, write_staged
+
+    from .util import write_model_files
+
+    model, optimizer = trained
+    kwargs = dict(trainer_state={"step": 7}, data_state={"position": 7}, config_text="name: tiny\n",
+                  write_model_files=write_model_files)
+    sync_path = save_checkpoint(tmp_path / "sync", 7, model, optimizer, **kwargs)
+    staged = stage_checkpoint(tmp_path / "async", 7, model, optimizer, **kwargs)
+    writer = BackgroundWriter(world_size=1)
+    writer.submit(lambda group: write_staged(staged, group))
+    train_steps(model, optimizer, steps=3)  # training goes on while the files are written from the staged copy
+    writer.wait()
+    assert writer.failure() is None
+    async_path = tmp_path / "async" / "step-000007"
+    files = sorted(p.relative_to(sync_path).as_posix() for p in sync_path.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(async_path).as_posix() for p in async_path.rglob("*") if p.is_file())
+    for name in files:
+        if name == "manifest.json":  # only its creation time may differ
+            a, b = (json.loads((p / name).read_text()) for p in (sync_path, async_path))
+            assert a["files"] == b["files"]
+        else:
+            assert (sync_path / name).read_bytes() == (async_path / name).read_bytes(), name

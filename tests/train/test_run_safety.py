@@ -295,3 +295,40 @@ def test_non_finite_weights_are_never_saved():
     with torch.no_grad():
         model.weight[1, 2] = float("inf")
     assert not weights_are_finite(model)
+
+
+SLOW_PUBLISH = """
+import os, time
+import forgather.checkpoint.save as save
+
+_original = save._publish
+
+
+def slow(staged, *args, **kwargs):  # the step-4 save writes its files, then lingers before publishing
+    if staged.step == 4:
+        os.write(1, b"WRITING step-4 in the background\\n")
+        time.sleep(60)
+    return _original(staged, *args, **kwargs)
+
+
+save._publish = slow
+"""
+
+
+def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_latest(long_run, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SLOW_PUBLISH)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    set_in_project(long_run, "checkpoint", "save_every: 2")
+    run = Training(long_run, "--init-model", env=env)
+    run.wait_for(r"WRITING step-4 in the background")
+    run.wait_for(r"^step \d+ ")  # training goes on while the save is being written
+    ranks = run.ranks()
+    run.proc.kill()
+    for rank in ranks:
+        rank.kill()
+    run.finish()
+    root = long_run / "output" / "checkpoints"
+    assert [p.name for p in root.glob("step-*") if p.is_dir()] == ["step-000002", "step-000004.tmp"]
+    resumed = train(long_run, "--max-steps", "3")
+    assert f"resuming from {root / 'step-000002'}" in resumed.stdout
+    assert not (root / "step-000004.tmp").exists()  # the next save swept the leftover
