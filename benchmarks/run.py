@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "train_step": ("benchmarks.train_step_bench", []),
     "train": ("benchmarks.train_bench", []),
     "checkpoint": ("benchmarks.checkpoint_bench", []),
+    "shuffle": ("benchmarks.shuffle_bench", []),
+    "torture": ("benchmarks.torture", []),
 }
 
 

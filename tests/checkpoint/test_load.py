@@ -124,3 +124,27 @@ def test_fsdp2_checkpoint_reloads_into_fsdp2_ddp_and_a_single_process(tmp_path):
     after_load = torch.rand(4)
     reseed_rng(100, 0)
     assert torch.equal(after_load, torch.rand(4))
+
+
+def test_a_crafted_pickle_in_a_checkpoint_is_never_unpickled(tmp_path):
+    """A DCP-style optimizer/.metadata pickle that would run os.system is ignored: nothing is unpickled."""
+    import pickle
+
+    from forgather.checkpoint.manifest import write_manifest
+
+    model = tiny_model()
+    optimizer = adamw(model)
+    path = save(tmp_path, 100, model, optimizer)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (path / "optimizer" / ".metadata").write_bytes(pickle.dumps(Exploit()))
+    (path / "manifest.json").unlink()
+    write_manifest(path, 100, world_size=1, optimizer_format="full")  # the crafted file is even listed as valid
+    fresh = tiny_model(seed=3)
+    load_checkpoint(path, fresh, adamw(fresh))
+    assert not marker.exists()
+    assert_same_model(model.state_dict(), fresh)
