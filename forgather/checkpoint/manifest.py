@@ -32,8 +32,8 @@ def file_sha256(path: Path, *, fsync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def fsync_dir(path: Path) -> None:
-    """Make entries created/renamed in a directory durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's contents, or a directory's entries (created, renamed), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -46,22 +46,12 @@ def _files(directory: Path) -> list[Path]:
 
 
 def write_manifest(directory: Path, step: int, **extra: Any) -> dict[str, Any]:
-    """Hash and fsync every file under directory, then write manifest.json (fsynced with the dirs)."""
+    """Hash and fsync every file already under directory, then write manifest.json (a directory written by
+    other means than a save, which hashes its files as it writes them)."""
     directory = Path(directory)
-    entries = []
-    for path in _files(directory):
-        entries.append({"path": path.relative_to(directory).as_posix(), "size": path.stat().st_size,
-                        "sha256": file_sha256(path, fsync=True)})
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra, "files": entries}
-    target = directory / MANIFEST_FILE
-    with open(target, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    for sub in sorted({p.parent for p in _files(directory)} | {directory}):
-        fsync_dir(sub)
-    return manifest
+    entries = [{"path": path.relative_to(directory).as_posix(), "size": path.stat().st_size,
+                "sha256": file_sha256(path, fsync=True)} for path in _files(directory)]
+    return write_manifest_entries(directory, step, entries, **extra)
 
 
 def write_manifest_entries(directory: Path, step: int, entries: list[dict], **extra: Any) -> dict[str, Any]:
@@ -81,7 +71,7 @@ def write_manifest_entries(directory: Path, step: int, entries: list[dict], **ex
         handle.flush()
         os.fsync(handle.fileno())
     for sub in sorted({p.parent for p in _files(directory)} | {directory}):
-        fsync_dir(sub)
+        fsync_path(sub)
     return manifest
 
 

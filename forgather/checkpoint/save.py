@@ -34,7 +34,7 @@ from torch.distributed.tensor import DTensor
 
 from ..errors import CheckpointError
 from . import layout, sync
-from .manifest import fsync_dir, write_manifest_entries
+from .manifest import fsync_path, write_manifest_entries
 from .rng import capture_rng
 from .tensorstore import LAYOUT_FILE, RankPart, layout_of, stage, write_rank_file
 
@@ -132,7 +132,7 @@ def _write_rank_files(staged: StagedSave) -> tuple[list[dict], RankPart, RankPar
         part = RankPart(file=None, tensors=meta)
         if host and (staged.sharded or sub == "optimizer"):
             part = write_rank_file(tmp / sub, staged.rank, staged.world if staged.sharded else 1, host, meta)
-            _fsync_file(tmp / sub / part.file)
+            fsync_path(tmp / sub / part.file)
             entries.append({"path": f"{sub}/{part.file}", "size": part.size, "sha256": part.sha256})
         parts.append(part)
     import io
@@ -142,14 +142,6 @@ def _write_rank_files(staged: StagedSave) -> tuple[list[dict], RankPart, RankPar
     rng_path = layout.rng_file(staged.rank)
     entries.append({"path": rng_path, **_write_bytes(tmp / rng_path, buffer.getvalue())})
     return entries, parts[0], parts[1]
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_rank0_files(staged: StagedSave, model_parts: list[RankPart], opt_parts: list[RankPart]) -> list[dict]:
@@ -211,7 +203,7 @@ def _publish(staged: StagedSave, reports: list, failures: list[str]) -> str | No
             retired = layout.tmp_dir(staged.root, staged.step, "old")
             staged.final.rename(retired)
         staged.tmp.rename(staged.final)
-        fsync_dir(staged.root)
+        fsync_path(staged.root)
         if retired is not None:
             shutil.rmtree(retired)
         return None
