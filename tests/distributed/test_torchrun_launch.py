@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -17,10 +18,14 @@ from ..conftest import set_in_project
 RANK_LINE = re.compile(r"forgather\.run: rank (\d+)/(\d+)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Two agents must agree on a port before either starts, so the port cannot come from torchrun; a port found
+# free by bind-and-release may be taken before the agent binds it. Pick one at random instead and try another
+# when the launcher reports it in use (its preflight check, or the store's own bind failing).
+PORT_TAKEN = ("is in use on this machine", "not a torch rendezvous store", "Address already in use", "EADDRINUSE")
+
+
+def _random_port() -> int:
+    return random.SystemRandom().randrange(30000, 60000)
 
 
 def _train(project: Path, *args: str) -> subprocess.Popen:
@@ -37,6 +42,8 @@ def _wait_for_listener(port: int, proc: subprocess.Popen, timeout: float = 60.0)
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
+    if proc.poll() is not None:
+        return  # the agent stopped (a taken port, say): its output tells the caller
     raise AssertionError(f"rendezvous store on port {port} never came up")
 
 
@@ -62,21 +69,28 @@ def test_two_local_processes_both_start_on_gloo(launch_project):
 
 @pytest.mark.parametrize("rendezvous", ["static", "c10d"])
 def test_two_agents_join_as_two_nodes(launch_project, rendezvous):
-    port = str(_free_port())
+    for _attempt in range(4):
+        agents, outputs = _two_nodes(launch_project, rendezvous, str(_random_port()))
+        if not any(marker in out for out in outputs for marker in PORT_TAKEN):
+            break
+    report = "\n---- next agent ----\n".join(o[-4000:] for o in outputs)  # readable, not a truncated list repr
+    assert [a.returncode for a in agents] == [0, 0], report
+    assert _ranks("".join(outputs)) == {(0, 2), (1, 2)}, report
+
+
+def _two_nodes(project: Path, rendezvous: str, port: str) -> tuple[list[subprocess.Popen], list[str]]:
+    """Two agents of one job on this host, one per "node"; returns them (finished) and their outputs."""
     if rendezvous == "static":
         node_args = [["--master-addr", "127.0.0.1", "--master-port", port, "--node-rank", str(n)] for n in (0, 1)]
     else:
-        node_args = [["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "fg-test"]] * 2
-    agents = [_train(launch_project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[0])]
+        node_args = [["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"fg-test-{os.getpid()}-{port}"]] * 2
+    agents = [_train(project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[0])]
     if rendezvous == "c10d":
         # On one host both agents count as local to the endpoint; let the first one host the store,
         # as the endpoint's own node would in a real job, before the second connects.
         _wait_for_listener(int(port), agents[0])
-    agents.append(_train(launch_project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[1]))
-    outputs = [a.communicate(timeout=180)[0] for a in agents]
-    report = "\n---- next agent ----\n".join(o[-4000:] for o in outputs)  # readable, not a truncated list repr
-    assert [a.returncode for a in agents] == [0, 0], report
-    assert _ranks("".join(outputs)) == {(0, 2), (1, 2)}, report
+    agents.append(_train(project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[1]))
+    return agents, [a.communicate(timeout=180)[0] for a in agents]
 
 
 def test_train_exits_with_torchrun_status_when_ranks_fail(launch_project):
