@@ -1,6 +1,6 @@
 """Run the benchmarks one after another and write their results into BENCHMARKS.md and benchmarks/results/.
 
-Usage: python -m benchmarks.run [--only cli data train_step train checkpoint] [--dry-run]
+Usage: python -m benchmarks.run [--only cli data train_step train checkpoint shuffle torture install] [--dry-run]
 
 Each benchmark is its own module that prints a markdown table and writes JSON (with the machine, the date
 and its own command). This runner executes them in sequence (never in parallel: they would time each
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "checkpoint": ("benchmarks.checkpoint_bench", []),
     "shuffle": ("benchmarks.shuffle_bench", []),
     "torture": ("benchmarks.torture", []),
+    "install": ("benchmarks.install_bench", []),
 }
 
 
