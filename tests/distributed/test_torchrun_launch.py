@@ -22,10 +22,25 @@ RANK_LINE = re.compile(r"forgather\.run: rank (\d+)/(\d+)")
 # free by bind-and-release may be taken before the agent binds it. Pick one at random instead and try another
 # when the launcher reports it in use (its preflight check, or the store's own bind failing).
 PORT_TAKEN = ("is in use on this machine", "not a torch rendezvous store", "Address already in use", "EADDRINUSE")
+LOWEST_TEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _random_port() -> int:
-    return random.SystemRandom().randrange(30000, 60000)
+    """A port below the kernel's ephemeral range. Inside it, the agent that connects before the store listens
+    can be handed the store's own port as its local port and connect to itself (TCP simultaneous open on
+    loopback); both agents then wait for each other until the timeout. That hung CI once."""
+    low, high = _ephemeral_range()
+    if low - LOWEST_TEST_PORT < 1000:  # an unusual range leaves no room below it: use the ports above it
+        return random.SystemRandom().randrange(high + 1, 65535)
+    return random.SystemRandom().randrange(LOWEST_TEST_PORT, low)
 
 
 def _train(project: Path, *args: str) -> subprocess.Popen:
