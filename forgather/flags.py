@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,9 @@ from .yamlio import Origins
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "path": str, "bool": bool}
 _ACTIONS = ("store", "store_true", "store_false", "negatable")
+# Short options the CLI itself owns (help, project, config, devices): a project flag may not take them.
+_RESERVED_SHORT = ("-h", "-p", "-c", "-d")
+_ALIAS = re.compile(r"--[A-Za-z0-9][A-Za-z0-9_-]*|-[A-Za-z]")
 
 
 @dataclass
@@ -51,8 +55,22 @@ def parse_flag_specs(raw: Any, origins: Origins) -> list[FlagSpec]:
             raise ConfigError(f"{here}: flag '{name}' has type '{spec.type}'; use one of {sorted(_TYPES)}")
         if spec.action not in _ACTIONS:
             raise ConfigError(f"{here}: flag '{name}' has action '{spec.action}'; use one of {list(_ACTIONS)}")
+        _check_aliases(spec, here)
         specs.append(spec)
     return specs
+
+
+def _check_aliases(spec: FlagSpec, where: str) -> None:
+    """Aliases are `--long-name` or a one-letter `-X` the CLI does not already use."""
+    if not isinstance(spec.aliases, list):
+        raise ConfigError(f"{where}: flag '{spec.name}' aliases must be a list such as [--lr, -L]")
+    for alias in spec.aliases:
+        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+            raise ConfigError(f"{where}: flag '{spec.name}' alias {alias!r} must be --long-name or a single "
+                              "letter such as -S")
+        if alias in _RESERVED_SHORT:
+            raise ConfigError(f"{where}: flag '{spec.name}' alias {alias} is taken by the CLI "
+                              f"({', '.join(_RESERVED_SHORT)}); pick another letter")
 
 
 def add_flags(parser: argparse.ArgumentParser, specs: list[FlagSpec]) -> None:
