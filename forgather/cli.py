@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from typing import Any, Sequence
@@ -13,7 +14,7 @@ from .commands.common import load_composed
 from .errors import UserError
 
 COMMANDS = [train, config_show, ls, checkpoint, model, data, tokenizer, generate, eval_cmd, tb, logs]
-NEEDS_PROJECT = {"train", "config", "data", "tokenizer", "tb"}
+NEEDS_PROJECT = {"train", "config", "data", "tokenizer"}  # tb needs one only without RUN_DIR: it loads it itself
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -21,6 +22,37 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message} (see --help)")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, and records the innermost (sub)parser that ran, to name its options on an unknown one."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        # A subparser runs (and sets this) before its parent finishes, so the first one to set it is the innermost.
+        if not hasattr(namespace, _INNERMOST):
+            setattr(namespace, _INNERMOST, self)
+        return namespace, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse's, but an unrecognized argument is one line with the nearest option of its own command."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            raise UserError(unknown_argument_message(getattr(namespace, _INNERMOST, self), extras))
+        delattr(namespace, _INNERMOST)
+        return namespace
+
+
+_INNERMOST = "_innermost_parser"
+
+
+def unknown_argument_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'PROG: unknown option --x; did you mean --y?' for the first unrecognized argument."""
+    options = [o for action in parser._actions for o in action.option_strings if o not in ("-h", "--help")]
+    first = next((e for e in extras if e.startswith("-") and len(e) > 1), None)
+    if first is None:
+        return f"{parser.prog}: unexpected argument {extras[0]!r} (see {parser.prog} --help)"
+    name = first.split("=", 1)[0]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else f" (see {parser.prog} --help)"
+    return f"{parser.prog}: unknown option {name}{hint}"
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .yamlio import Origins
+from .templates import all_paths, get_path, set_path, suggest
+from .yamlio import Origins, parse_yaml
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "path": str, "bool": bool}
 _ACTIONS = ("store", "store_true", "store_false", "negatable")
@@ -96,3 +97,39 @@ def flag_overrides(args: argparse.Namespace, specs: list[FlagSpec]) -> list[tupl
     """The (flag, value) pairs the user actually gave on the command line."""
     given = vars(args)
     return [(spec, given[f"flag:{spec.name}"]) for spec in specs if f"flag:{spec.name}" in given]
+
+
+SET_OPTION = "--set"
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """argparse type of --set: 'key.path=value' split at the first '='."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise argparse.ArgumentTypeError(f"expected key.path=value (e.g. train.learning_rate=1e-3), got {text!r}")
+    return key.strip(), value
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """The generic --set key.path=value, repeatable, for any config key no flag covers."""
+    parser.add_argument(SET_OPTION, dest="set", action="append", type=parse_assignment, default=[],
+                        metavar="KEY=VALUE",
+                        help="override any config key, typed like YAML (train.betas=[0.9,0.99], data.shuffle=false); "
+                             "repeatable")
+
+
+def apply_sets(tree: dict, origins: Origins, args: argparse.Namespace) -> None:
+    """Write each --set into the composed config, recording '--set KEY' as its origin."""
+    for key, text in getattr(args, "set", None) or []:
+        # model.arch holds overrides of the model project's YAML, merged later: any architecture key may be new there.
+        if not key.startswith("model.arch."):
+            try:
+                get_path(tree, key)
+            except KeyError:
+                raise ConfigError(f"--set {key}: no such config key{suggest(key, all_paths(tree))}; "
+                                  "`forgather config show` lists them") from None
+        value = parse_yaml(text, f"--set {key}") if text.strip() else ""
+        set_path(tree, key, value)
+        for path in [p for p in origins if p.startswith(key + ".")]:
+            del origins[path]
+        origins[key] = f"{SET_OPTION} {key}"

@@ -77,7 +77,7 @@ def saved_config(run_dir: Path) -> RunConfig | None:
 def reconcile(fresh: RunConfig, origins: Origins, saved: RunConfig) -> Reconciled:
     """The saved config with this launch's flags applied; ConfigError when a flag cannot apply to the run."""
     old, new = _leaves(config_tree(saved)), _leaves(config_tree(fresh))
-    flagged = {key: origin for key, origin in origins.items() if origin.startswith("flag --")}
+    flagged = {key: origin for key, origin in origins.items() if origin.startswith(("flag --", "--set "))}
     result = config_tree(saved)
     reconciled = Reconciled(fresh)
     for key in sorted(set(old) | set(new)):

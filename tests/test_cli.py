@@ -151,3 +151,35 @@ def test_attention_backend_that_cannot_train_here_is_one_line_naming_the_key(tin
     set_in_project(tiny_project, "model", f"attn_implementation: {backend}")
     line = _one_line_before_torchrun(forgather("train", "--init-model", cwd=tiny_project))
     assert "project.yaml" in line and f"model.attn_implementation={backend}" in line and message in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--dry-run", "--lerning-rate", "1"], "forgather train: unknown option --lerning-rate; did you mean --learning-rate?"),
+    (["config", "show", "--orgins"], "forgather config show: unknown option --orgins; did you mean --origins?"),
+    (["data", "show", "--max-sampels=3"], "forgather data show: unknown option --max-sampels; did you mean --max-samples?"),
+    (["checkpoint", "list", "--bogus"], "forgather checkpoint list: unknown option --bogus (see forgather checkpoint list --help)"),
+    (["ls", ".", "--jsn"], "forgather ls: unknown option --jsn (see forgather ls --help)"),
+    (["--verzion"], "forgather: unknown option --verzion; did you mean --version?"),
+    (["config", "show", "stray"], "forgather config show: unexpected argument 'stray'"),
+])
+def test_unknown_option_is_one_line_with_the_nearest_option_of_that_command(tiny_project, args, expected):
+    result = forgather(*args, cwd=tiny_project)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("forgather: error: " + expected), result.stderr
+
+
+def test_config_show_origins_marks_a_set_value(tiny_project):
+    result = forgather("config", "show", "--origins", "--set", "train.clip_grad_norm=0.5", cwd=tiny_project)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("clip_grad_norm:"))
+    assert "clip_grad_norm: 0.5" in line and line.endswith("# --set train.clip_grad_norm")
+
+
+@pytest.mark.parametrize("command", [["tb"], ["tokenizer", "train"]])
+def test_commands_without_project_settings_list_only_their_own_flags(tiny_project, command):
+    result = forgather(*command, "--help", cwd=tiny_project)
+    assert result.returncode == 0, result.stderr
+    assert "--batch-size" not in result.stdout and "--set" not in result.stdout and "project flags" not in result.stdout
+    train_help = forgather("train", "--help", cwd=tiny_project).stdout
+    assert "--batch-size" in train_help and "--set KEY=VALUE" in train_help

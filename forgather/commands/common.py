@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig, build_config
-from ..flags import add_flags
+from ..flags import add_flags, add_set_option, apply_sets
 from ..project import ComposedConfig, apply_flags, compose_project, find_project, resolve
 from ..yamlio import Origins
 
 
 def add_project_flags(parser: argparse.ArgumentParser, composed: ComposedConfig | None) -> None:
-    """Project-declared flags, when a project was found (help still works without one)."""
+    """Project-declared flags, when a project was found (help still works without one), and --set."""
+    add_set_option(parser)
     if composed is not None:
         add_flags(parser, composed.flags)
 
@@ -25,8 +26,9 @@ def load_composed(args: argparse.Namespace) -> ComposedConfig:
 
 
 def resolve_config(composed: ComposedConfig, args: argparse.Namespace) -> tuple[RunConfig, Origins]:
-    """Apply flags, merge the model project, interpolate, and type-check."""
+    """Apply flags and --set, merge the model project, interpolate, and type-check."""
     apply_flags(composed, args)
+    apply_sets(composed.tree, composed.origins, args)  # after the flags: the more specific spelling wins
     tree, origins = resolve(composed)
     return build_config(tree, origins), origins
 
