@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def register(subparsers: Any, composed: Any) -> None:
 
 
 def _model_project_spec(model_dir: str, name: str | None) -> tuple[ModelSpec, str]:
+    """The spec of one size of a model project, and the YAML it came from."""
     if not Path(model_dir).is_dir():
         raise ModelError(f"--model-project {model_dir}: not a directory (e.g. projects/models/llama)")
     if not name:
@@ -104,7 +106,18 @@ def _model_project_spec(model_dir: str, name: str | None) -> tuple[ModelSpec, st
     return ModelSpec.from_dict(tree["model"]["arch"], source=str(path)), str(path)
 
 
-def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, str, int]:
+def _own_vocab(model: Any, project_dir: Path) -> int | None:
+    """The vocab_size the model project's own YAML gives (before the project's overrides), or None."""
+    tree: dict[str, Any] = {"model": {"project": model.project, "config": model.config}}
+    try:
+        merge_model_project(tree, {}, project_dir)
+    except UserError:
+        return None
+    vocab = tree["model"].get("arch", {}).get("vocab_size")
+    return vocab if isinstance(vocab, int) else None
+
+
+def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, str, int, SizeName | None]:
     if composed is None:  # `model` works outside a project, so the CLI does not compose for it
         try:
             project = find_project(Path(args.project) if args.project else None, args.config)
@@ -118,11 +131,39 @@ def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, s
     model = config.model
     source = f"project {config.project_dir} (model {model.project} / {model.config})"
     spec = ModelSpec.from_dict(config.model.arch, source=f"{model.project}/{model.config}")
-    return spec, source, int(config.data["block_size"])
+    named = None
+    if model.project and model.config and not (model.preset or model.target_params):
+        named = SizeName(str(model.config), _own_vocab(model, Path(config.project_dir)))
+    return spec, source, int(config.data["block_size"]), named
 
 
-def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, str, int]:
-    """(spec, where it came from, sequence length) for the show options given."""
+@dataclass
+class SizeName:
+    """A model config's name (4M, 124M) and the vocab_size its own YAML gives, which the name assumes."""
+
+    name: str
+    vocab: int | None
+
+
+def size_name_note(named: SizeName | None, spec: ModelSpec) -> str:
+    """'' when the config's name says its size; else what it has at this vocab and why the name differs."""
+    if named is None:
+        return ""
+    try:
+        claimed = parse_param_count(named.name)
+    except ValueError:
+        return ""  # a name that is not a size (e.g. 'base', 'smollm2') claims nothing
+    total, _ = parameter_counts(spec)
+    if abs(total - claimed) <= 0.1 * claimed:
+        return ""
+    if named.vocab and named.vocab != spec.vocab_size:
+        return (f"'{named.name}' is its size at its model project's vocab {named.vocab:,}; at vocab "
+                f"{spec.vocab_size:,} it has {human_count(total)} parameters")
+    return f"'{named.name}' is not its size: it has {human_count(total)} parameters at vocab {spec.vocab_size:,}"
+
+
+def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, str, int, SizeName | None]:
+    """(spec, where it came from, sequence length, the size name it goes by) for the show options given."""
     if args.architecture and not (args.preset or args.target_params):
         raise ModelError("--architecture applies to --preset and --target-params; a model project's YAML sets "
                          "its own architecture")
@@ -132,7 +173,7 @@ def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, st
         raise ModelError("--model-config picks a size inside a model project; drop it with --preset/--target-params")
     arch = args.architecture or "llama"
     vocab = 32000 if args.vocab_size is None else args.vocab_size
-    seq_len = None
+    seq_len, named = None, None
     if args.preset:
         spec, source = preset(args.preset, arch, vocab), f"preset {args.preset}"
     elif args.target_params:
@@ -141,8 +182,9 @@ def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, st
             " (deep and thin)" if args.prefer_depth else "")
     elif args.model_project:
         spec, source = _model_project_spec(args.model_project, args.model_config)
+        named = SizeName(str(args.model_config), spec.vocab_size)
     else:
-        spec, source, seq_len = _project_spec(args, composed)
+        spec, source, seq_len, named = _project_spec(args, composed)
     if args.vocab_size is not None:
         spec.vocab_size = args.vocab_size
         spec.validate()
@@ -150,7 +192,7 @@ def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, st
         if args.seq_len <= 0:
             raise ModelError(f"--seq-len {args.seq_len} must be positive")
         seq_len = args.seq_len
-    return spec, source, seq_len or spec.max_position_embeddings
+    return spec, source, seq_len or spec.max_position_embeddings, named
 
 
 def parameter_breakdown(spec: ModelSpec) -> dict[str, int]:
@@ -166,13 +208,17 @@ def parameter_breakdown(spec: ModelSpec) -> dict[str, int]:
     }
 
 
-def describe(spec: ModelSpec, source: str, seq_len: int) -> str:
+def describe(spec: ModelSpec, source: str, seq_len: int, named: SizeName | None = None) -> str:
     """The `model show` report: shape, parameter counts and breakdown, FLOPs/token, a plain-words summary."""
     total, non_embed = parameter_counts(spec)
     parts = parameter_breakdown(spec)
     flops = flops_per_token(spec, seq_len)
-    dense = 6 * non_embed
+    dense = 6 * (non_embed + spec.vocab_size * spec.hidden_size)
     attn_flops = flops - dense
+    note = size_name_note(named, spec)
+    if note:
+        source += f": {human_count(total)} at vocab {spec.vocab_size:,}"
+    tied = " (tied: also the lm_head)" if spec.tie_embeddings else ""
     heads = (f"{spec.num_heads} heads" if spec.num_kv_heads == spec.num_heads
              else f"{spec.num_heads} heads / {spec.num_kv_heads} kv")
     lines = [
@@ -183,12 +229,16 @@ def describe(spec: ModelSpec, source: str, seq_len: int) -> str:
         f"qk_norm {'yes' if spec.qk_norm else 'no'}, {'post' if spec.post_norm else 'pre'}-norm, "
         f"max positions {spec.max_position_embeddings:,}",
         f"params      {total:>15,}  total ({human_count(total)})",
-        f"            {non_embed:>15,}  non-embedding ({human_count(non_embed)})",
-        "            " + " · ".join(f"{k} {human_count(v)}" for k, v in parts.items() if v),
+        f"            {non_embed:>15,}  non-embedding ({human_count(non_embed)}: blocks and norms, without the "
+        "vocabulary matrices)",
+        "            " + " · ".join(f"{k} {human_count(v)}" + (tied if k == "embedding" else "")
+                                    for k, v in parts.items() if v),
         f"FLOPs/token {flops:>15,}  training at seq_len {seq_len:,} "
-        f"(6N {dense:,} + attention 12·L·H·d·T {attn_flops:,})",
+        f"(6·(N + lm_head) {dense:,} + attention 12·L·H·d·T {attn_flops:,})",
         "summary     " + summary(spec, seq_len),
     ]
+    if note:
+        lines.insert(6, f"            {note}")
     return "\n".join(lines)
 
 
@@ -198,6 +248,7 @@ def summary(spec: ModelSpec, seq_len: int) -> str:
     parts = parameter_breakdown(spec)
     embed_share = (parts["embedding"] + parts["lm_head"]) / total
     flops = flops_per_token(spec, seq_len)
+    attention = flops - 6 * (non_embed + spec.vocab_size * spec.hidden_size)
     gqa = (f", {spec.num_heads // spec.num_kv_heads} query heads per kv head"
            if spec.num_kv_heads != spec.num_heads else "")
     tokens = 20 * total  # Chinchilla's ~20 tokens per parameter
@@ -206,7 +257,7 @@ def summary(spec: ModelSpec, seq_len: int) -> str:
         f"({spec.num_heads} heads of {spec.attn_head_dim}{gqa}; SwiGLU {spec.intermediate_size / spec.hidden_size:.2f}"
         f"× wide), {'tied' if spec.tie_embeddings else 'untied'} {spec.vocab_size:,}-token embeddings holding "
         f"{embed_share:.0%} of the weights. One training token costs {flops / 1e9:.3g} GFLOP at {seq_len:,} "
-        f"context (attention adds {flops / (6 * non_embed) - 1:.0%} over 6N); a Chinchilla budget of "
+        f"context (attention adds {attention / (flops - attention):.0%} over the matmuls); a Chinchilla budget of "
         f"{human_count(tokens)} tokens is {flops * tokens:.2e} FLOPs."
     )
 
@@ -286,6 +337,6 @@ def run_import(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, composed: Any) -> int:
     if args.model_action == "import":
         return run_import(args)
-    spec, source, seq_len = resolve_spec(args, composed)
-    print(describe(spec, source, seq_len))
+    spec, source, seq_len, named = resolve_spec(args, composed)
+    print(describe(spec, source, seq_len, named))
     return 0

@@ -138,10 +138,12 @@ class ModelSpec:
 
 
 def parameter_counts(spec: ModelSpec) -> tuple[int, int]:
-    """(total, non_embedding) parameter counts; non_embedding excludes only the input lookup table.
+    """(total, non_embedding) parameter counts; non_embedding leaves out the vocabulary matrices.
 
-    The output head does real matmul work per token, so it stays in non_embedding; when embeddings
-    are tied the shared matrix is counted once, as the output head.
+    total counts a tied embedding/output matrix once. non_embedding (Kaplan et al.'s N) is the blocks
+    and norms only: the input table is removed, and the output head too when it is a separate matrix;
+    when tied, the one shared matrix is removed once. The head's matmul is still compute, which
+    flops_per_token adds back whether or not it is tied.
     """
     h, d, nh, nkv = spec.hidden_size, spec.attn_head_dim, spec.num_heads, spec.num_kv_heads
     attn = h * nh * d + 2 * h * nkv * d + nh * d * h + (2 * d if spec.qk_norm else 0)
@@ -150,14 +152,18 @@ def parameter_counts(spec: ModelSpec) -> tuple[int, int]:
     embed = spec.vocab_size * h
     final_norm = 0 if spec.post_norm else h  # post-norm blocks already end in a norm
     head = 0 if spec.tie_embeddings else spec.vocab_size * h
-    total = embed + spec.num_layers * per_layer + final_norm + head
-    return total, (total if spec.tie_embeddings else total - embed)
+    non_embedding = spec.num_layers * per_layer + final_norm
+    return embed + non_embedding + head, non_embedding
 
 
 def flops_per_token(spec: ModelSpec, seq_len: int) -> int:
-    """Training FLOPs per token: 6·N + 12·L·heads·head_dim·T (PaLM appendix B; N from parameter_counts)."""
+    """Training FLOPs per token: 6·(N + V·h) + 12·L·heads·head_dim·T (PaLM appendix B; N non-embedding).
+
+    V·h is the output head's matmul, done every token whether its matrix is tied to the embedding or not.
+    """
     _, n = parameter_counts(spec)
-    return 6 * n + 12 * spec.num_layers * spec.num_heads * spec.attn_head_dim * seq_len
+    attention = 12 * spec.num_layers * spec.num_heads * spec.attn_head_dim * seq_len
+    return 6 * (n + spec.vocab_size * spec.hidden_size) + attention
 
 
 # Shapes only; vocab_size and architecture come from the caller (see preset()).

@@ -89,6 +89,42 @@ def test_parameter_breakdown_adds_up_to_the_total(arch, tied):
     assert sum(parameter_breakdown(spec).values()) == parameter_counts(spec)[0]
 
 
+def test_show_counts_a_tied_matrix_once_and_leaves_it_out_of_non_embedding(tmp_path):
+    result = forgather("model", "show", "--preset", "mini", "--architecture", "qwen3", "--vocab-size", "5000",
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    spec = preset("mini", "qwen3", 5000)
+    assert spec.tie_embeddings
+    total, non_embedding = parameter_counts(spec)
+    assert non_embedding == total - 5000 * 384  # the shared matrix once, not twice and not zero times
+    assert f"{total:,}  total" in result.stdout and f"{non_embedding:,}  non-embedding" in result.stdout
+    assert "(tied: also the lm_head)" in result.stdout and "· lm_head" not in result.stdout
+
+
+def test_show_says_what_a_size_name_is_at_the_vocab_in_use(tmp_path):
+    result = forgather("model", "show", "--model-project", str(REPO / "projects/models/llama"), "--model-config",
+                       "4M", "--vocab-size", "8192", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    total = parameter_counts(ModelSpec(architecture="llama", vocab_size=8192, hidden_size=64, num_layers=2,
+                                       num_heads=4, num_kv_heads=2, intermediate_size=192))[0]
+    assert human_count(total) == "1.1M"
+    assert result.stdout.splitlines()[0].endswith("4M.yaml: 1.1M at vocab 8,192")
+    assert "'4M' is its size at its model project's vocab 32,000; at vocab 8,192 it has 1.1M parameters" in result.stdout
+
+
+def test_show_in_a_project_names_the_model_projects_own_vocab(tiny_project):
+    set_in_project(tiny_project, "model", f"project: {REPO / 'projects/models/llama'}")
+    set_in_project(tiny_project, "model", "config: 4M")
+    set_in_project(tiny_project, "model", "arch: {vocab_size: 8192}")
+    result = forgather("model", "show", cwd=tiny_project)
+    assert result.returncode == 0, result.stderr
+    assert "(model " in result.stdout and "/ 4M): 1.1M at vocab 8,192" in result.stdout
+    assert "'4M' is its size at its model project's vocab 32,000" in result.stdout
+    at_its_own_vocab = forgather("model", "show", "--model-project", str(REPO / "projects/models/llama"),
+                                 "--model-config", "4M", cwd=tiny_project)
+    assert "is its size" not in at_its_own_vocab.stdout and "at vocab" not in at_its_own_vocab.stdout.splitlines()[0]
+
+
 def test_counts_print_as_people_quote_them():
     assert (human_count(123_912_768), size_class(123_912_768)) == ("123.9M", "124M")
     assert (human_count(1_543_000_000), size_class(1_543_000_000)) == ("1.5B", "1.5B")

@@ -82,8 +82,17 @@ def test_parameter_counts_and_flops(arch):
     total, non_embedding = parameter_counts(spec)
     assert total == _by_hand(spec)
     embed = 1000 * 64
-    assert non_embedding == (total if spec.tie_embeddings else total - embed)
-    assert flops_per_token(spec, 128) == 6 * non_embedding + 12 * 3 * 4 * 16 * 128
+    assert non_embedding == total - embed * (1 if spec.tie_embeddings else 2)  # the shared matrix removed once
+    # the head's matmul is compute either way
+    assert flops_per_token(spec, 128) == 6 * (non_embedding + embed) + 12 * 3 * 4 * 16 * 128
+
+
+def test_tying_changes_total_but_not_non_embedding_or_flops():
+    shape = dict(architecture="llama", vocab_size=1000, hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2)
+    untied, tied = ModelSpec(**shape, tie_embeddings=False), ModelSpec(**shape, tie_embeddings=True)
+    assert parameter_counts(untied)[0] - parameter_counts(tied)[0] == 1000 * 64
+    assert parameter_counts(untied)[1] == parameter_counts(tied)[1]
+    assert flops_per_token(untied, 128) == flops_per_token(tied, 128)
 
 
 @pytest.mark.parametrize("name", PRESETS)
