@@ -7,6 +7,7 @@ them before anything heavy starts); `load_model` imports torch when called.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,85 @@ def open_tokenizer(target: Target, override: str | None = None) -> Tokenizer:
                         + (", and the run's trained tokenizer is not in its data cache" if target.config else "")
                         + "); pass --tokenizer PATH/tokenizer.json")
     return load_tokenizer(tokenizer_spec(target), str(path))
+
+
+# ------------------------------------------------------------------------------------------ eval data
+
+BARE_BLOCK_SIZE = 2048  # a model dir without a run config: block size when the model allows as much
+_ROW_SLICE = re.compile(r"(?P<path>.+)\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\]")
+_BOUND = re.compile(r"-?\d+%?")
+_SLICEABLE = (".parquet", ".jsonl", ".json")
+
+
+def parse_data_argument(text: str) -> tuple[str, str]:
+    """--data FILE or FILE[START:STOP] (rows; integers or percentages) as (path, split such as 'train[1000:]')."""
+    match = _ROW_SLICE.fullmatch(text)
+    if match is None or Path(text).expanduser().exists():  # a file whose name really ends in [..] is a file
+        path, split = text, "train"
+    else:
+        path, split = match["path"], f"train[{match['start'].strip()}:{match['stop'].strip()}]"
+        bounds = [b.strip() for b in (match["start"], match["stop"]) if b.strip()]
+        if not all(_BOUND.fullmatch(b) and (not b.endswith("%") or abs(int(b[:-1])) <= 100) for b in bounds):
+            raise DataError(f"--data {text}: a row slice is [START:STOP] of row numbers or percentages, "
+                            "e.g. file.parquet[1000:], file.jsonl[:500] or file.jsonl[:10%]")
+        if not path.lower().endswith(_SLICEABLE):
+            raise DataError(f"--data {text}: a row slice applies to .parquet and .jsonl files (rows are documents); "
+                            f"drop [{match['start']}:{match['stop']}] or convert {Path(path).name} to .jsonl")
+    if not Path(path).expanduser().exists():
+        raise DataError(f"--data {path}: no such file or directory")
+    return str(Path(path).expanduser().resolve()), split
+
+
+@dataclass
+class EvalSettings:
+    """How `forgather eval` cuts the documents into blocks: block size and the EOS appended after each document."""
+
+    block_size: int
+    add_eos: bool
+    eos_token: str | None  # None with add_eos: the tokenizer's usual end-of-text token
+    why: str
+
+    def describe(self) -> str:
+        """'blocks of 64 tokens, EOS <|endoftext|> after each document (the run's data settings)'."""
+        eos = (f"EOS {self.eos_token or 'token'} after each document" if self.add_eos else "no EOS between documents")
+        return f"blocks of {self.block_size:,} tokens, {eos} ({self.why})"
+
+
+def _model_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((model_dir / HF_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_eos_token(model_dir: Path, tokenizer: Path | None) -> str | None:
+    """The EOS the model declares (config.json eos_token_id, as forgather and HF write it), as tokenizer text."""
+    eos_id = _model_config(model_dir).get("eos_token_id")
+    eos_id = eos_id[0] if isinstance(eos_id, list) and eos_id else eos_id
+    if not isinstance(eos_id, int) or tokenizer is None:
+        return _hf_special(model_dir, "eos")
+    from tokenizers import Tokenizer as HFTokenizer
+
+    try:
+        return HFTokenizer.from_file(str(tokenizer)).id_to_token(eos_id) or _hf_special(model_dir, "eos")
+    except Exception:  # an unreadable tokenizer is reported where the data is opened, with its path
+        return _hf_special(model_dir, "eos")
+
+
+def eval_settings(target_config: RunConfig | None, model_dir: Path, tokenizer: Path | None,
+                  block_size: int | None = None) -> EvalSettings:
+    """The run's block size and EOS policy; for a bare model dir, min(max positions, 2048) and its declared EOS."""
+    if target_config is not None:
+        fields = target_config.data.get("tokenizer") or {}
+        return EvalSettings(block_size or int(target_config.data["block_size"]), bool(fields.get("add_eos", True)),
+                            fields.get("eos_token"), "--block-size" if block_size else "the run's data settings")
+    positions = _model_config(model_dir).get("max_position_embeddings")
+    default = min(positions, BARE_BLOCK_SIZE) if isinstance(positions, int) and positions > 0 else BARE_BLOCK_SIZE
+    eos = model_eos_token(model_dir, tokenizer)
+    why = "--block-size" if block_size else f"no run config: min(max_position_embeddings, {BARE_BLOCK_SIZE})"
+    why += ", EOS from config.json" if eos is not None else ", config.json names no EOS"
+    return EvalSettings(block_size or default, eos is not None, eos, why)
 
 
 # ------------------------------------------------------------------------------------------------ model

@@ -26,7 +26,6 @@ import numpy as np
 from .errors import DataError
 
 SPLITS = ("validation", "test", "train")
-DEFAULT_BLOCK_SIZE = 2048  # --data without a run config: block size when the model allows as much
 
 
 @dataclass
@@ -41,12 +40,15 @@ class EvalOptions:
     max_batches: int | None = None
     batch_size: int | None = None
     accelerator: bool = True
+    block_size: int | None = None  # None: the run's data.block_size (bare model dir: see eval_target.eval_settings)
+    data_split: str = "train"  # rows of --data: 'train' (all) or a slice such as 'train[1000:]'
 
     def argv(self) -> list[str]:
         """The same options as `python -m forgather.evaluation` arguments."""
         out = ["--model", self.model_dir, "--split", self.split]
         for flag, value in (("--config", self.config_file), ("--tokenizer", self.tokenizer), ("--data", self.data),
-                            ("--max-batches", self.max_batches), ("--batch-size", self.batch_size)):
+                            ("--max-batches", self.max_batches), ("--batch-size", self.batch_size),
+                            ("--block-size", self.block_size), ("--data-split", self.data_split)):
             if value is not None:
                 out += [flag, str(value)]
         return out + ([] if self.accelerator else ["--no-accelerator"])
@@ -93,21 +95,25 @@ def token_byte_lengths(tokenizer: Any) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- data
 
 
-def eval_data_spec(options: EvalOptions, config: Any, max_positions: int) -> Any:
+def eval_data_spec(options: EvalOptions, config: Any) -> Any:
     """The DataSpec to open: the run's data, or --data FILE with the run's tokenizer and block settings."""
     from .data.spec import DataSpec, SourceSpec, TokenizerSpec
+    from .eval_target import eval_settings
 
     source = None
     if options.data is not None:
-        source = {"name": Path(options.data).stem or "eval", "path": str(Path(options.data).resolve())}
+        source = {"name": Path(options.data).stem or "eval", "path": str(Path(options.data).resolve()),
+                  "split": options.data_split}
     if config is None:  # a bare model dir: the CLI made sure --data and a tokenizer were given
-        spec = DataSpec(sources=[SourceSpec(**source)], tokenizer=TokenizerSpec(add_eos=False),
-                        block_size=min(max_positions, DEFAULT_BLOCK_SIZE), mode="streaming")
-    elif source is None:
-        spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
+        tokenizer = Path(options.tokenizer) if options.tokenizer else None
+        settings = eval_settings(None, Path(options.model_dir), tokenizer, options.block_size)
+        spec = DataSpec(sources=[SourceSpec(**source)], mode="streaming", block_size=settings.block_size,
+                        tokenizer=TokenizerSpec(add_eos=settings.add_eos, eos_token=settings.eos_token))
     else:
-        # A one-off file: pack it on the fly rather than fill the data cache, all of it, no held-out split.
-        overrides = {"sources": [source], "validation": [], "validation_fraction": 0.0, "mode": "streaming"}
+        overrides: dict[str, Any] = {"block_size": options.block_size} if options.block_size else {}
+        if source is not None:
+            # A one-off file: pack it on the fly rather than fill the data cache, all of it, no held-out split.
+            overrides.update({"sources": [source], "validation": [], "validation_fraction": 0.0, "mode": "streaming"})
         spec = DataSpec.from_dict({**config.data, **overrides}, base_dir=config.project_dir)
     if options.tokenizer:
         spec.tokenizer.path = options.tokenizer
@@ -184,7 +190,7 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
     config = read_config(Path(options.config_file)) if options.config_file else None
     attn = config.model.attn_implementation if config is not None and str(device).startswith("cuda") else "sdpa"
     model = load_model(Path(options.model_dir), device, attn)
-    spec = eval_data_spec(options, config, model.spec.max_position_embeddings)
+    spec = eval_data_spec(options, config)
 
     def open_split() -> Any:
         data = open_data(spec, train_shards=1)  # one pass over one shard reads every block once
@@ -206,7 +212,7 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
     batch_size = options.batch_size or (config.train.batch_size if config is not None else 4)
     limit = None if options.max_batches is None else options.max_batches * batch_size
     sums = evaluate(model, stream, token_byte_lengths(data.tokenizer), batch_size, rank, world, limit)
-    where = options.data if options.data is not None else options.split
+    where = options.split if options.data is None else options.data + options.data_split.removeprefix("train")
     return {**summarise(sums), "data": where, "model": options.model_dir, "world_size": world}
 
 
@@ -241,6 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data")
     parser.add_argument("--max-batches", type=int)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--block-size", type=int)
+    parser.add_argument("--data-split", default="train")
     parser.add_argument("--no-accelerator", dest="accelerator", action="store_false")
     parser.add_argument("--json", action="store_true")
     return parser

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UserError
@@ -21,7 +20,15 @@ data: --split validation (default) is the run's validation stream (data.validati
 data.validation_fraction tail of each source); train is the training stream (epoch 0). forgather
 configs have no test split, and the validation data steers training (eval loss, early stopping), so
 --split test needs --data FILE holding your held-out documents (.parquet, .jsonl or .txt).
---data FILE evaluates all of FILE, packed with the run's tokenizer and block size.
+--data FILE evaluates all of FILE; FILE[START:STOP] only those rows of a .parquet/.jsonl file
+(file.parquet[1000:], file.jsonl[:500], file.jsonl[:10%]).
+
+blocks and EOS: a checkpoint, run dir, project or RUN_DIR/initial_model evaluates as the run trained:
+its data.block_size and its EOS policy (data.tokenizer.add_eos, eos_token), with its tokenizer. A bare
+model dir (no run config, e.g. an export or import) has only --data: blocks of
+min(max_position_embeddings, 2048) tokens, and the EOS its config.json names (eos_token_id) after each
+document, as training appends it; none if it names none. --block-size N overrides the block size for
+both. The first stderr line says which block size and EOS were used.
 
 metrics: loss is mean nats per predicted token, perplexity = exp(loss), bits_per_byte = total nats
 / ln 2 / bytes, where bytes are the UTF-8 bytes of the predicted tokens: each document's text except
@@ -40,10 +47,13 @@ def register(subparsers: Any, composed: Any) -> None:
     add_target_argument(parser)
     parser.add_argument("--split", choices=["validation", "test", "train"], default="validation",
                         help="which data (default validation; test needs --data, see below)")
-    parser.add_argument("--data", metavar="FILE", help="evaluate this file's documents instead (.parquet/.jsonl/.txt)")
+    parser.add_argument("--data", metavar="FILE[A:B]",
+                        help="evaluate this file's documents instead (.parquet/.jsonl/.txt); [A:B] takes rows A..B")
     parser.add_argument("--max-batches", type=positive_int, metavar="N", help="stop after N batches (default: all)")
     parser.add_argument("--batch-size", type=positive_int, metavar="B",
                         help="blocks per forward on each rank (default: the run's train.batch_size, else 4)")
+    parser.add_argument("--block-size", type=positive_int, metavar="N",
+                        help="tokens per block (default: the run's data.block_size; bare model dir: see below)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or its directory) to use instead")
     parser.add_argument("--nproc-per-node", type=positive_int, default=1, metavar="N",
@@ -54,14 +64,13 @@ def register(subparsers: Any, composed: Any) -> None:
 
 def plan(args: argparse.Namespace) -> Any:
     """Resolve the target, tokenizer and data choice (torch-free), or raise a one-line UserError."""
-    from ..eval_target import find_tokenizer_file, resolve_target
+    from ..eval_target import eval_settings, find_tokenizer_file, parse_data_argument, resolve_target
     from ..evaluation import EvalOptions
 
     if args.split == "test" and not args.data:
         raise UserError("--split test needs --data FILE: forgather configs have no test split, and the validation "
                         "data steers training (eval loss, early stopping); pass your held-out documents")
-    if args.data and not Path(args.data).exists():
-        raise DataError(f"--data {args.data}: no such file or directory")
+    data, data_split = parse_data_argument(args.data) if args.data else (None, "train")
     target = resolve_target(args.target, args.project, args.config)
     config = target.config
     if config is None and not args.data:
@@ -75,12 +84,14 @@ def plan(args: argparse.Namespace) -> Any:
     if tokenizer is None and (config is None or args.data):
         raise DataError(f"no tokenizer found for {target.model_dir} (no tokenizer.json beside the weights); "
                         "pass --tokenizer PATH/tokenizer.json")
-    print(f"forgather: evaluating {target.describe()}", file=sys.stderr, flush=True)
+    settings = eval_settings(config, target.model_dir, tokenizer, args.block_size)
+    what = args.data if args.data else f"the run's {args.split} stream"
+    print(f"forgather: evaluating {target.describe()} on {what}, {settings.describe()}", file=sys.stderr, flush=True)
     return EvalOptions(
         model_dir=str(target.model_dir.resolve()),
         config_file=str(target.config_file.resolve()) if target.config_file else None,
         tokenizer=str(tokenizer.resolve()) if tokenizer else None,
-        split=args.split, data=str(Path(args.data).resolve()) if args.data else None,
+        split=args.split, data=data, data_split=data_split, block_size=args.block_size,
         max_batches=args.max_batches, batch_size=args.batch_size, accelerator=not args.no_accelerator,
     )
 

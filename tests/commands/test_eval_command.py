@@ -77,3 +77,34 @@ def test_a_corrupted_checkpoint_or_a_model_without_data_is_a_one_line_error(trai
     bare = tmp_path / "bare_model"
     shutil.copytree(trained_run / "output" / "initial_model", bare)  # no run config beside it
     assert "pass --data FILE" in one_line_error(forgather("eval", str(bare), cwd=tmp_path))
+
+
+def test_a_bare_model_dir_evaluates_like_its_run_given_the_same_block_size(trained_run, tmp_path):
+    docs = [{"text": f"the quick brown fox {i} jumps over a lazy dog near old towns and rivers"} for i in range(6)]
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    bare = tmp_path / "bare_model"
+    shutil.copytree(trained_run / "output" / "initial_model", bare)  # no run config: only its config.json
+    result = forgather("eval", str(bare), "--data", str(held_out), "--block-size", "64", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "blocks of 64 tokens, EOS <|endoftext|> after each document (--block-size, EOS from config.json)" \
+        in result.stderr
+    as_bare = json.loads(result.stdout)
+    as_run = evaluate(trained_run, str(trained_run / "output" / "initial_model"), "--data", str(held_out), "--json")
+    # the run appends EOS to each document (data.tokenizer.add_eos); the bare dir now does too, from config.json
+    for key in ("blocks", "tokens", "bytes", "loss"):
+        assert as_bare[key] == pytest.approx(as_run[key], rel=1e-6), key  # batch sizes differ: summation order
+
+
+def test_data_row_slice_evaluates_only_those_rows(trained_run, tmp_path):
+    docs = [{"text": f"document {i}: " + "the quick brown fox jumps over a lazy dog " * (1 + i % 3)} for i in range(10)]
+    whole = tmp_path / "docs.jsonl"
+    whole.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    tail = tmp_path / "tail.jsonl"
+    tail.write_text("".join(json.dumps(d) + "\n" for d in docs[6:]), encoding="utf-8")
+    model = str(trained_run / "output" / "initial_model")
+    sliced = evaluate(trained_run, model, "--data", f"{whole}[6:]", "--json")
+    expected = evaluate(trained_run, model, "--data", str(tail), "--json")
+    assert sliced["data"] == f"{whole}[6:]"
+    assert (sliced["tokens"], sliced["bytes"]) == (expected["tokens"], expected["bytes"])
+    assert sliced["loss"] == pytest.approx(expected["loss"], rel=1e-9)
