@@ -265,6 +265,10 @@ def summary(spec: ModelSpec, seq_len: int) -> str:
 # -------------------------------------------------------------------------------------------- import
 
 
+# Copied beside the weights when HF_DIR has them: the tokenizer, and generate's stop tokens.
+IMPORTED_EXTRAS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+
+
 def _default_name(hf_dir: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", hf_dir.resolve().name).strip("-.")
     return name or "imported"
@@ -295,7 +299,7 @@ def import_checkpoint(hf_dir: Path, output: Path, name: str, force: bool = False
     if weights.exists():
         shutil.rmtree(weights)
     save_pretrained_hf(state, spec, weights)
-    for extra in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+    for extra in IMPORTED_EXTRAS:
         if (hf_dir / extra).is_file():
             shutil.copy2(hf_dir / extra, weights / extra)
     header = (f"# Imported by `forgather model import` from {hf_dir.resolve()}.\n"
@@ -323,14 +327,21 @@ def run_import(args: argparse.Namespace) -> int:
     total, _ = parameter_counts(spec)
     print(f"imported {hf_dir} — {spec.architecture}, {spec.num_layers} layers × {spec.hidden_size}, "
           f"{human_count(total)} params; loads strictly into the forgather Transformer")
+    copied = [extra for extra in IMPORTED_EXTRAS if (hf_dir / extra).is_file()]
     print(f"model config  {yaml_path}")
-    print(f"weights       {weights}/ (model.safetensors, config.json)")
+    print(f"weights       {weights}/ ({', '.join(sorted(p.name for p in weights.iterdir()))})")
+    print(f"copied        {', '.join(copied) if copied else 'nothing'} from {hf_dir}")
+    if not (weights / "tokenizer.json").is_file():
+        print(f"tokenizer     none: {hf_dir} has no tokenizer.json; set data.tokenizer.path to the model's tokenizer")
     print("\nTo use it, put in your project.yaml:")
     print(f"  model:\n    project: {_project_relative(output)}\n    config: {name}")
     if (weights / "tokenizer.json").is_file():
-        print(f"  data:\n    tokenizer:\n      path: {(weights / 'tokenizer.json').resolve()}")
-    print(f"Weights to continue training from: {weights.resolve()} "
-          "(no config key loads them into a run yet; training starts from a fresh init)")
+        print(f"  data:\n    tokenizer:\n      path: {_project_relative(weights / 'tokenizer.json')}")
+    init_from = _project_relative(weights)
+    print(f"  train:\n    init_from: {init_from}    # start from these weights instead of a random init")
+    print(f"then start the run: forgather train --init-model (or, without editing train.init_from: "
+          f"forgather train --init-model --set train.init_from={init_from}). init_from applies to a fresh run; "
+          "a resumed run continues from its own checkpoints.")
     return 0
 
 

@@ -187,6 +187,10 @@ def test_import_writes_a_usable_model_project_with_equal_logits(tmp_path, tiny_p
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in weights.iterdir()}
     assert "project: ../imported" in result.stdout and "config: SmolTest" in result.stdout  # relative to the project
     assert str(weights) in result.stdout
+    copied = next(l for l in result.stdout.splitlines() if l.startswith("copied "))
+    assert "tokenizer.json" in copied and copied.endswith(f"from {tmp_path / 'SmolTest'}")
+    assert "no config key loads them" not in result.stdout
+    assert "init_from: ../imported/weights/SmolTest" in result.stdout and "forgather train --init-model" in result.stdout
     assert_same_logits(hf_model, weights)
 
     # The printed lines work: the project now shows the imported model.
@@ -195,6 +199,10 @@ def test_import_writes_a_usable_model_project_with_equal_logits(tmp_path, tiny_p
     shown = forgather("model", "show", cwd=tiny_project)
     assert shown.returncode == 0, shown.stderr
     assert "2 layers × hidden 64" in shown.stdout and "rope_theta 50000" in shown.stdout
+    # ... and the printed init_from resolves, from the project, to the imported weights.
+    dry = forgather("config", "show", "--set", "train.init_from=../imported/weights/SmolTest", cwd=tiny_project)
+    assert dry.returncode == 0, dry.stderr
+    assert (tiny_project / "../imported/weights/SmolTest/config.json").resolve().is_file()
 
 
 def test_import_qwen3_with_tied_embeddings(tmp_path):
