@@ -15,11 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
-    from .allocator import keep_freed_memory
+    from .allocator import tune_host_allocator
     from .dist.setup import DistInfo, run_rank
     from .lifeline import watch_parent
 
-    keep_freed_memory()  # before the first big tensor: steps then reuse memory instead of page-faulting it in
     watch_parent()  # a rank whose launcher was killed stops (after saving) instead of training on, unwatched
     try:
         config = read_config(Path(argv[0]))
@@ -28,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
     def train_rank(info: DistInfo) -> int:
+        tune_host_allocator(info.device)  # before the first big tensor; CPU steps then reuse freed memory
         print(f"forgather.run: rank {info.rank}/{info.world_size} local_rank {info.local_rank} "
               f"device {info.device} backend {info.backend} project {config.name}", flush=True)
         from .train.assemble import train
