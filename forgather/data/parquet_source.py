@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from .fingerprint import local_file_identity
+from .source_files import SourceStats, resolve_files, split_range
 from .spec import SourceSpec
 
 
@@ -42,8 +43,6 @@ def _filesystem(path: str):
 
 def _list_files(spec: SourceSpec) -> tuple[Any, list[str]]:
     """(filesystem, sorted parquet files) for a URL or local file/glob/dir."""
-    from .sources import resolve_files
-
     if not is_url(spec.path):
         return None, resolve_files(spec, "parquet")
     fs = _filesystem(spec.path)
@@ -111,8 +110,6 @@ class ParquetSource:
 
     def __init__(self, name: str, fs: Any, files: list[str], groups: list[tuple[int, int]], group_start: np.ndarray,
                  column: str, lo: int, hi: int, ident: dict) -> None:
-        from .sources import SourceStats
-
         self.name, self.fs, self.files, self.column = name, fs, files, column
         self.groups, self.group_start = groups, group_start  # (file, row group) in order; first row of each
         self.lo, self.hi, self.ident = lo, hi, ident
@@ -187,8 +184,6 @@ class ParquetSource:
 
 def open_parquet_source(spec: SourceSpec, cache_root: Path | None = None) -> ParquetSource:
     """A lazily read parquet source for a local path/glob/dir or an fsspec URL; DataError on any problem."""
-    from .sources import split_range
-
     fs, files = _list_files(spec)
     identity = [_file_identity(fs, f) for f in files]
     counts = _row_group_counts(spec, fs, files, identity, cache_root)

@@ -1,0 +1,56 @@
+"""What a source's path and split name: the local files of a file/glob/dir path, the rows of a virtual
+split such as 'train[1000:]', and the counts a source reports. Shared by sources.py and parquet_source.py,
+which import it and never each other in both directions."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from .spec import SourceSpec
+
+_FILE_EXT = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "text": (".txt", ".text", ".md")}
+
+
+@dataclass
+class SourceStats:
+    """Counts a user should see: documents read, skipped as empty, decoded with replacement characters."""
+
+    total: int = 0
+    skipped_empty: int = 0
+    replaced_utf8: int = 0
+
+
+def resolve_files(spec: SourceSpec, kind: str) -> list[str]:
+    """The concrete files for a file/glob/dir path, sorted; DataError when none exist."""
+    p = spec.path
+    if any(c in p for c in "*?["):
+        files = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+    elif os.path.isdir(p):
+        files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix.lower() in _FILE_EXT[kind])
+    elif os.path.isfile(p):
+        files = [p]
+    else:
+        raise DataError(f"source {spec.name!r}: file not found: {p}")
+    if not files:
+        raise DataError(f"source {spec.name!r}: no {kind} files match {p}")
+    return files
+
+
+def split_range(split: str, n: int) -> range:
+    """Indices of a virtual split like 'train[10:]' or 'train[:5%]' over n rows."""
+    inner = split[split.index("[") + 1: split.rindex("]")]
+    a, _, b = inner.partition(":")
+
+    def bound(s: str, default: int) -> int:
+        s = s.strip()
+        if not s:
+            return default
+        v = int(s[:-1]) * n / 100 if s.endswith("%") else int(s)
+        v = int(round(v)) if s.endswith("%") else v
+        return max(0, min(n, v + n if v < 0 else v))
+
+    return range(bound(a, 0), bound(b, n))
