@@ -29,7 +29,7 @@ def _token_ids(checkpoint: Path):
 
 
 def _weights(checkpoint: Path, tie_embeddings: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    from .load import model_store
+    from .tensorstore import model_store
 
     store = model_store(checkpoint)
     try:

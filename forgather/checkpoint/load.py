@@ -24,26 +24,9 @@ from .manifest import read_manifest, verify_manifest
 from .rng import load_rng, reseed_rng, restore_rng
 from .save import OPTIMIZER_GROUPS_JSON
 from ..dist.rows import local_rows
-from .tensorstore import TensorStore
+from .tensorstore import TensorStore, model_store
 
 log = logging.getLogger("forgather.checkpoint")
-
-
-def model_store(path: Path) -> TensorStore:
-    """The checkpoint's weights as a row store: model/ (sharded), model.safetensors, or an HF index's files."""
-    path = Path(path)
-    if (path / "model").is_dir():
-        return TensorStore.open(path / "model")
-    single, index = path / layout.MODEL_FILE, path / f"{layout.MODEL_FILE}.index.json"
-    if single.is_file():
-        return TensorStore.of_files([single])
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{index}: unreadable ({exc})") from None
-        return TensorStore.of_files([path / shard for shard in shards])
-    raise CheckpointError(f"{single}: no model weights in checkpoint")
 
 
 def _filled(target: torch.Tensor, store: TensorStore, name: str) -> torch.Tensor:

@@ -178,3 +178,23 @@ class TensorStore:
 
     def close(self) -> None:
         self._handles.clear()
+
+
+def model_store(path: Path) -> TensorStore:
+    """The weights of a checkpoint or HF model dir as a row store: model/ (sharded), model.safetensors, or an
+    HF index's files. The one reader of every weights layout: resume, export and load_hf all go through it."""
+    from .layout import MODEL_FILE
+
+    path = Path(path)
+    if (path / "model").is_dir():
+        return TensorStore.open(path / "model")
+    single, index = path / MODEL_FILE, path / f"{MODEL_FILE}.index.json"
+    if single.is_file():
+        return TensorStore.of_files([single])
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{index}: unreadable ({exc})") from None
+        return TensorStore.of_files([path / shard for shard in shards])
+    raise CheckpointError(f"{single}: no model weights in checkpoint")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from forgather.errors import ModelError
@@ -230,29 +230,20 @@ def spec_from_hf_config(config: dict[str, Any], source: str = "config.json") -> 
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors from model.safetensors, an HF index of shards, or a forgather checkpoint's per-rank model/
-    shards (assembled row range by row range)."""
-    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
-    if single.is_file():
-        return load_file(str(single))
-    if (path / "model" / "layout.json").is_file():
-        from forgather.checkpoint.tensorstore import TensorStore
+    """All tensors of an HF model dir (model.safetensors or an index of shards) or a forgather checkpoint's
+    per-rank model/ shards, read through the one reader of every weights layout."""
+    from forgather.checkpoint.tensorstore import model_store
 
-        store = TensorStore.open(path / "model")
-        try:
-            return {name: store.rows(name) for name in store.names()}
-        finally:
-            store.close()
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        tensors: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(weight_map.values())):
-            tensors.update(load_file(str(path / shard)))
-        return tensors
-    raise ModelError(
-        f"{path}: no model.safetensors or model.safetensors.index.json; only safetensors checkpoints "
-        "are loaded (convert .bin pickles with transformers' save_pretrained(safe_serialization=True))"
-    )
+    if not any(p.exists() for p in (path / "model", path / "model.safetensors", path / "model.safetensors.index.json")):
+        raise ModelError(
+            f"{path}: no model.safetensors or model.safetensors.index.json; only safetensors checkpoints "
+            "are loaded (convert .bin pickles with transformers' save_pretrained(safe_serialization=True))"
+        )
+    store = model_store(path)
+    try:
+        return {name: store.rows(name) for name in store.names()}
+    finally:
+        store.close()
 
 
 def load_hf(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:

@@ -155,3 +155,22 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
 def test_missing_config_is_model_error(tmp_path):
     with pytest.raises(ModelError, match="config.json"):
         load_hf(tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("index_without_weight_map", "model.safetensors.index.json: unreadable"),
+    ("truncated_weights", "model.safetensors: cannot read"),
+])
+def test_damaged_weight_files_are_one_line_errors_naming_the_file(tmp_path, damage, message):
+    from forgather.errors import UserError
+
+    spec = tiny("llama")
+    save_pretrained_hf(ours(spec), spec, tmp_path)
+    if damage == "index_without_weight_map":
+        (tmp_path / "model.safetensors").rename(tmp_path / "shard-1.safetensors")
+        (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
+    else:
+        data = (tmp_path / "model.safetensors").read_bytes()
+        (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=message):
+        load_hf(tmp_path)
