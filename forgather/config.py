@@ -103,7 +103,6 @@ class RunConfig:
     project_dir: str
     output_dir: str
     seed: int
-    plugins: list[str]
     model: ModelSection
     data: dict[str, Any]
     train: TrainSection
@@ -221,6 +220,10 @@ def write_config(config: RunConfig, path: Path) -> None:
     tmp.replace(path)
 
 
+# Top-level keys older versions wrote into every run config and that nothing ever read (`plugins`).
+RETIRED_KEYS = ("plugins",)
+
+
 def read_config(path: Path) -> RunConfig:
     """Load a resolved config written by the launcher."""
     try:
@@ -232,6 +235,8 @@ def read_config(path: Path) -> RunConfig:
     tree = parse_yaml(text, str(path))
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: not a resolved forgather config (expected a mapping of keys)")
+    for key in RETIRED_KEYS:  # an older run's config still says them; they meant nothing then either
+        tree.pop(key, None)
     _fill_missing_defaults(tree)
     tree.setdefault("environment", {})
     _fill_environment(tree, str(path))

@@ -130,3 +130,19 @@ def test_an_older_runs_config_reads_with_defaults_for_keys_added_since(tiny_proj
     old = read_config(tmp_path / "config.yaml")
     assert old.model.preset is None and old.train.verbose_info is False
     assert to_plain(old) == to_plain(config)  # everything the old file does say is kept
+
+
+def test_plugins_is_not_a_setting_but_an_older_runs_plugins_line_still_reads(tiny_project, tmp_path):
+    import yaml
+
+    from forgather.config import read_config, to_plain, write_config
+
+    config, _ = _resolve(tiny_project)
+    assert not hasattr(config, "plugins")
+    write_config(config, tmp_path / "config.yaml")
+    tree = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**tree, "plugins": []}))  # as older versions wrote it
+    assert to_plain(read_config(tmp_path / "config.yaml")) == to_plain(config)
+    (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text() + "plugins: [mymod]\n")
+    with pytest.raises(ConfigError, match=r"project.yaml:\d+: unknown key 'plugins'"):
+        _resolve(tiny_project)
