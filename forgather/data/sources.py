@@ -64,6 +64,7 @@ def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = F
     Parquet is read lazily by row group when `lazy` (streaming mode) or when it is remote (a URL): then
     nothing is loaded up front and blank documents are counted as they are read.
     """
+    spec = spec.located()
     kind = spec.resolved_kind()
     if kind == "parquet" and (lazy or is_url(spec.path)):
         return open_parquet_source(spec, cache_root)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,15 @@ class SourceSpec:
     split: str = "train"
     text_column: str = "text"
     max_samples: int | None = None
+    # A one-slash, extensionless path ('data/wiki') is a project directory or a hub id ('user/dataset'); parsing
+    # never touches the filesystem, so it keeps both readings and located() picks one when the data is opened.
+    project_path: str | None = field(default=None, init=False, repr=False)
+
+    def located(self) -> "SourceSpec":
+        """This source with an ambiguous 'a/b' path settled: the project directory if it exists, else the hub id."""
+        if self.project_path is not None and os.path.exists(self.project_path):
+            return replace(self, path=self.project_path)
+        return self
 
     def resolved_kind(self) -> str:
         """The explicit kind, or one inferred from the path's extension / directory contents."""
@@ -149,7 +158,7 @@ def default_sources(max_documents: int | None = None) -> list[SourceSpec]:
 
 
 def _check_keys(where: str, d: dict, cls: type) -> None:
-    allowed = {f.name for f in fields(cls)}
+    allowed = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -173,8 +182,13 @@ def _source(s: Any, base: Path | None, where: str) -> SourceSpec:
     kind = s.get("kind")
     url = "://" in str(s["path"])  # fsspec URLs (hf://datasets/..., s3://...) are never project-relative
     local = kind not in ("hub", "python_docs") and s["path"] not in ("stdlib", "site-packages") and not url
-    if local and (kind is not None or Path(s["path"]).is_absolute() or s["path"].startswith((".", "~"))
-                  or (base is not None and (base / s["path"]).exists())
-                  or any(c in s["path"] for c in "*?[")):
-        s["path"] = _resolve(s["path"], base)
-    return SourceSpec(**s)
+    path = str(s["path"])
+    explicit = kind is not None or path.startswith((".", "/", "~")) or any(c in path for c in "*?[")
+    maybe_hub = path.count("/") == 1 and Path(path).suffix.lower() not in _EXT_KIND  # resolved_kind's hub rule
+    if local and (explicit or not maybe_hub):
+        s["path"] = _resolve(path, base)
+        return SourceSpec(**s)
+    spec = SourceSpec(**s)
+    if local and base is not None:
+        spec.project_path = _resolve(s["path"], base)
+    return spec

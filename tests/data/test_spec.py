@@ -62,3 +62,42 @@ def test_data_max_samples_caps_every_training_source_keeping_smaller_own_caps(tm
     assert [s.max_samples for s in spec.sources] == [20, 5]
     with pytest.raises(DataError, match="data.max_samples must be at least 1"):
         DataSpec.from_dict({"sources": [{"path": "stdlib"}], "max_samples": 0})
+
+
+def test_parsing_a_spec_never_touches_the_filesystem(tmp_path, monkeypatch):  # the data is opened later
+    import os
+
+    def no_stat(*args, **kwargs):
+        raise AssertionError(f"parsing stat'ed {args[0]!r}")
+
+    sources = [{"path": "data/wiki"}, {"path": "corpus.jsonl"}, {"path": "user/dataset"},
+               {"path": "./more/*.parquet"}, {"path": "stdlib"}]
+    with monkeypatch.context() as patched:
+        for name in ("stat", "lstat", "scandir"):
+            patched.setattr(os, name, no_stat)
+        try:
+            spec = DataSpec.from_dict({"sources": sources}, base_dir=tmp_path)
+        except AssertionError as exc:
+            message = str(exc)  # raised with os.stat still patched: report it once it is restored
+        else:
+            message = ""
+    assert not message
+    assert [s.path for s in spec.sources] == ["data/wiki", str(tmp_path / "corpus.jsonl"), "user/dataset",
+                                              str(tmp_path / "more/*.parquet"), "stdlib"]
+
+
+def test_a_one_slash_path_is_the_project_directory_when_it_exists_else_a_hub_id(tmp_path):
+    (tmp_path / "data" / "wiki").mkdir(parents=True)
+    (tmp_path / "data" / "wiki" / "a.jsonl").write_text('{"text": "x"}\n')
+    spec = DataSpec.from_dict({"sources": [{"path": "data/wiki"}, {"path": "user/dataset"}]}, base_dir=tmp_path)
+    local, hub = (s.located() for s in spec.sources)
+    assert local.path == str(tmp_path / "data" / "wiki") and local.resolved_kind() == "jsonl"
+    assert hub.path == "user/dataset" and hub.resolved_kind() == "hub"
+    from forgather.data.sources import load_source
+
+    assert load_source(spec.sources[0]).texts(0, 1) == ["x"]  # opening the data settles the path
+
+
+def test_a_source_cannot_set_the_internal_project_path(tmp_path):
+    with pytest.raises(DataError, match="unknown key"):
+        DataSpec.from_dict({"sources": [{"path": "a.jsonl", "project_path": "/etc"}]}, base_dir=tmp_path)
