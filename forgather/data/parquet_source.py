@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from .fingerprint import local_file_identity
-from .source_files import SourceStats, resolve_files, split_range
+from .source_files import SourceStats, decode_utf8, resolve_files, split_range
 from .spec import SourceSpec
 
 
@@ -144,13 +144,7 @@ class ParquetSource:
         return texts
 
     def _decode(self, raw: bytes | None) -> str:
-        if raw is None:
-            return ""
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self.stats.replaced_utf8 += 1
-            return raw.decode("utf-8", errors="replace")
+        return "" if raw is None else decode_utf8(raw, self.stats)
 
     def texts(self, start: int, stop: int) -> list[str]:
         """Documents start..stop (relative to this source) as Python strings."""

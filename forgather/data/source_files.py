@@ -1,6 +1,6 @@
 """What a source's path and split name: the local files of a file/glob/dir path, the rows of a virtual
-split such as 'train[1000:]', and the counts a source reports. Shared by sources.py and parquet_source.py,
-which import it and never each other in both directions."""
+split such as 'train[1000:]', and the counts a source reports (with the one UTF-8 decoder that keeps
+them). Shared by sources.py and parquet_source.py, so that only sources.py imports parquet_source."""
 
 from __future__ import annotations
 
@@ -22,6 +22,15 @@ class SourceStats:
     total: int = 0
     skipped_empty: int = 0
     replaced_utf8: int = 0
+
+
+def decode_utf8(raw: bytes, stats: SourceStats) -> str:
+    """One document's bytes as text; invalid UTF-8 becomes U+FFFD and is counted in stats, never fatal."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        stats.replaced_utf8 += 1
+        return raw.decode("utf-8", errors="replace")
 
 
 def resolve_files(spec: SourceSpec, kind: str) -> list[str]:

@@ -15,7 +15,7 @@ from ..errors import DataError
 from . import python_docs
 from .fingerprint import digest, local_file_identity
 from .parquet_source import ParquetSource, is_url, open_parquet_source
-from .source_files import SourceStats, resolve_files, split_range
+from .source_files import SourceStats, decode_utf8, resolve_files, split_range
 from .spec import DataSpec, SourceSpec
 
 @dataclass
@@ -114,29 +114,13 @@ def _decode_binary(column: pa.ChunkedArray, stats: SourceStats) -> pa.ChunkedArr
             column = column.cast(pa.large_binary())
     if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
         return column
-    out = []
-    for b in column.to_pylist():
-        if b is None:
-            out.append(None)
-            continue
-        try:
-            out.append(b.decode("utf-8"))
-        except UnicodeDecodeError:
-            stats.replaced_utf8 += 1
-            out.append(b.decode("utf-8", errors="replace"))
+    out = [None if b is None else decode_utf8(b, stats) for b in column.to_pylist()]
     return pa.chunked_array([pa.array(out, pa.large_string())])
 
 
 def _read_text_files(files: list[str], stats: SourceStats) -> pa.ChunkedArray:
     """One document per text file; invalid UTF-8 is replaced (U+FFFD) and counted, never fatal."""
-    docs = []
-    for f in files:
-        raw = Path(f).read_bytes()
-        try:
-            docs.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            stats.replaced_utf8 += 1
-            docs.append(raw.decode("utf-8", errors="replace"))
+    docs = [decode_utf8(Path(f).read_bytes(), stats) for f in files]
     return pa.chunked_array([pa.array(docs, pa.large_string())])
 
 
