@@ -23,7 +23,7 @@ from ..dist.setup import DistInfo, use_step_timeout
 from .agreement import StepAgreement
 from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
-from .optim import build_optimizer, build_scheduler, scaled_learning_rate
+from .optim import build_optimizer, build_scheduler, effective_warmup, scaled_learning_rate, warmup_warning
 from .precision import PrecisionPlan, autocast
 from .step import drop_single_document_ids, eval_loss, train_step
 
@@ -99,13 +99,16 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg, max(self.total_steps, 1))
         self.autocast = autocast(self.parts.precision)
         self._resume()
-        self.losses = LossMonitor(cfg.divergence_factor, cfg.warmup_steps, self.state.loss_ema)
+        self.losses = LossMonitor(cfg.divergence_factor, effective_warmup(cfg, self.total_steps), self.state.loss_ema)
         # Losses are read on log steps; without logging, every 100 steps, so unread ones never pile up.
         self.read_every = self.log_every or 100
         # Stop requests, a failed background save, and the data epoch (the minimum over ranks, posted negated:
         # the agreement is a MAX).
         self.agreement = StepAgreement(("stop", "save_failed", "minus_epoch"), self.info.world_size)
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
+        clamped = warmup_warning(cfg, self.total_steps)
+        if clamped:
+            self.sink.message(clamped)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
                                      self.info.world_size, synchronize=self._synchronize)
 
