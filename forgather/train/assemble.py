@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
+from ..console import phase
 from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
@@ -22,7 +23,7 @@ from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model, materialize
 from .checkpointing import RunCheckpointer
-from .describe import describe_policies
+from .describe import describe_build, describe_first_reads, describe_policies
 from .precision import PrecisionPlan, apply_process_settings, fsdp_mixed_precision, plan_precision
 from .trainer import Components, Trainer
 
@@ -218,6 +219,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     check_world_size(dspec.shards, 1 if dispatch else info.world_size)
     keep_checkpoint_tokenizer(dspec, checkpointer.checkpoint_tokenizer(), config.checkpoint.allow_tokenizer_change,
                               info.is_main)
+    phase("data: opening the sources and the tokenizer", info.is_main)
     data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
     if data is not None:
         from ..data.tokenizer import check_vocab
@@ -225,6 +227,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
         checkpointer.tokenizer = data.tokenizer
     train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
+    phase(describe_build(config, spec, info, dspec.block_size), info.is_main)
     model = build_wrapped_model(config, spec, info, checkpointer, precision)
     if config.train.verbose_info and info.is_main:
         print_run_description(config, spec, info, data, dspec)
@@ -239,4 +242,6 @@ def train(config: RunConfig, info: DistInfo) -> int:
         compiled=compile_enabled(config, info),
         checkpointer=checkpointer,
     )
+    if info.is_main:
+        phase(describe_first_reads(data))
     return Trainer(config, info, parts).fit()

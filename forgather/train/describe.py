@@ -42,6 +42,25 @@ def describe_data(data: Any) -> list[str]:
     return lines
 
 
+def describe_build(config: RunConfig, spec: ModelSpec, info: DistInfo, block_size: int) -> str:
+    """The startup line of the model build: size, FLOPs per token and where it goes."""
+    total, non_embedding = parameter_counts(spec)
+    return (f"model: building {spec.architecture} with {human_count(total)} parameters ({human_count(non_embedding)} "
+            f"non-embedding), {human_count(flops_per_token(spec, block_size))} training FLOPs/token at {block_size} "
+            f"tokens; {config.dist.mode} over {info.world_size} rank(s) on {info.device.type}")
+
+
+def describe_first_reads(data: Any) -> str:
+    """The startup line of where the first batches come from: the data cache, packing into it, or streaming."""
+    train = data.train
+    if train.mode != "cached":
+        return "data: streaming: documents are tokenized and packed as they are read"
+    if train.chunk_path(0, 0).is_dir():
+        return f"data: reading packed chunks from the cache {train.cache_root}"
+    return (f"data: packing chunks of ~{train.chunk_tokens:,} tokens into the cache {train.cache_root} as they are "
+            "first read (once for these data settings; `forgather data prepare` does it ahead of training)")
+
+
 def describe_parallelism(config: RunConfig, info: DistInfo, tokens_per_step: int, use_compile: bool) -> list[str]:
     """World, backend, device, mode and the batch arithmetic."""
     train = config.train
