@@ -171,13 +171,15 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     return model if fsdp else wrap_ddp(model, info)
 
 
-def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec) -> None:
-    """--verbose-info: model, data and parallelism details, once, from rank 0."""
+def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec,
+                          model: nn.Module, precision: PrecisionPlan) -> None:
+    """--verbose-info: model (as built), data and parallelism details, with the precision and attention used."""
     from .describe import describe_data, describe_model, describe_parallelism
 
     tokens_per_step = dspec.batch_size * dspec.block_size * config.train.grad_accum_steps * info.world_size
-    lines = [*describe_model(config, spec, dspec.block_size), *describe_data(data),
-             *describe_parallelism(config, info, tokens_per_step, compile_enabled(config, info))]
+    attention = plan_attention(config.model.attn_implementation, info.device.type)
+    lines = [*describe_model(config, spec, dspec.block_size, attention, model), *describe_data(data),
+             *describe_parallelism(config, info, tokens_per_step, compile_enabled(config, info), precision)]
     print("\n".join(lines), flush=True)
 
 
@@ -230,7 +232,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     phase(describe_build(config, spec, info, dspec.block_size), info.is_main)
     model = build_wrapped_model(config, spec, info, checkpointer, precision)
     if config.train.verbose_info and info.is_main:
-        print_run_description(config, spec, info, data, dspec)
+        print_run_description(config, spec, info, data, dspec, model, precision)
 
     parts = Components(
         model=model,
