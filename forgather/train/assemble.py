@@ -17,6 +17,7 @@ from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
+from ..dist.sync import barrier
 from ..dist.shared_dir import check_shared_directory
 from ..errors import ConfigError, DataError, ModelError
 from ..models.attention_plan import plan_attention, training_problem
@@ -34,11 +35,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
 def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
     """The data section as a DataSpec, relative paths taken from the project directory."""
     spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
@@ -52,7 +48,7 @@ def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
     from ..data.loader import open_data
 
     data = open_data(spec) if reads_data and info.local_rank == 0 else None
-    _barrier()
+    barrier()
     if reads_data and info.local_rank != 0:
         data = open_data(spec)
     return data
@@ -89,7 +85,7 @@ def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> 
 def hold_run_dir(run_dir: Path, info: DistInfo) -> None:
     """Rank 0 takes the run dir's exclusive lock for the job (one writer per run dir); every rank fails alike
     when another job holds it."""
-    from ..checkpoint import sync
+    from ..dist import sync
     from ..run_lock import acquire
 
     sync.from_rank0(lambda: acquire(run_dir) and None)
@@ -206,7 +202,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     hold_run_dir(config.run_dir, info)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
-    _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+    barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
     precision = plan_precision(config.train.precision, info.device.type)
     problem = training_problem(config.model.attn_implementation, info.device.type, precision.compute)
     if problem:  # the CLI checked this already, unless the ranks got another device than it saw
