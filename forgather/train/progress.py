@@ -52,4 +52,5 @@ class Progress:
         self.last_time, self.last_step = now, step
         rate = [f"{tokens_per_s:,.0f} tok/s"] if tokens else []
         return [f"step {step}/{self.total_steps}", f"{per_step:.3g} s/step", *rate,
-                f"elapsed {duration(now - self.started)}", f"ETA {duration(per_step * max(self.total_steps - step, 0))}"]
+                f"elapsed {duration(now - self.started)}",
+                f"ETA {duration(per_step * max(self.total_steps - step, 0))}"]

@@ -205,8 +205,9 @@ class Trainer:
             micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
             data_wait = time.perf_counter() - waited_from
             if first:
-                phase("first step: compiling the model's blocks (torch.compile, once per process)" if self.parts.compiled
-                      else "first step: forward, backward and optimizer step", self.info.is_main)
+                what = ("compiling the model's blocks (torch.compile, once per process)" if self.parts.compiled
+                        else "forward, backward and optimizer step")
+                phase(f"first step: {what}", self.info.is_main)
             loss, grad_norm = self._train_step(micro)
             self.state.step += 1
             self.state.tokens += self.tokens_per_step
@@ -245,7 +246,8 @@ class Trainer:
             with self.meter.excluded():
                 scalars.update(self._evaluate_and_track())
         if scalars:
-            self.sink.log(step, scalars, self.progress.report(step, tokens=False) if log_step else None)
+            head = self.progress.report(step, tokens=False) if log_step else [f"step {step}/{self.total_steps}"]
+            self.sink.log(step, scalars, head)
         elif self.progress.due(step):
             report = self.progress.report(step)
             self.sink.progress([report[0], self._loss_text(), *report[1:]])
