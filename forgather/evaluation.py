@@ -149,7 +149,8 @@ def evaluate(model: Any, stream: Any, byte_lengths: np.ndarray, batch_size: int,
     import torch
 
     from .data.collate import collate_blocks
-    from .train.step import IGNORE_INDEX, all_reduce_sum, forward_loss
+    from .dist.sync import all_reduce_sum
+    from .models.loss import IGNORE_INDEX, forward_loss
 
     device = next(model.parameters()).device
     table = torch.from_numpy(byte_lengths).to(device)
@@ -185,6 +186,7 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
     from .config import read_config
     from .data.loader import open_data
     from .data.tokenizer import check_vocab
+    from .dist.sync import barrier
     from .eval_target import load_model
 
     config = read_config(Path(options.config_file)) if options.config_file else None
@@ -205,7 +207,7 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
 
     # Local rank 0 opens first (and re-trains the run's tokenizer if it is gone); the others reuse it.
     data, stream = open_split() if local_rank == 0 else (None, None)
-    _barrier(world)
+    barrier()
     if local_rank != 0:
         data, stream = open_split()
     check_vocab(data.tokenizer.vocab_size, model.spec.vocab_size)
@@ -214,13 +216,6 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
     sums = evaluate(model, stream, token_byte_lengths(data.tokenizer), batch_size, rank, world, limit)
     where = options.split if options.data is None else options.data + options.data_split.removeprefix("train")
     return {**summarise(sums), "data": where, "model": options.model_dir, "world_size": world}
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
 
 
 def format_results(results: dict[str, Any], as_json: bool) -> str:

@@ -19,7 +19,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 
 from ..errors import CheckpointError
-from . import layout, sync
+from ..dist import sync
+from . import layout
 from .manifest import read_manifest, verify_manifest
 from .rng import load_rng, reseed_rng, restore_rng
 from .save import OPTIMIZER_GROUPS_JSON

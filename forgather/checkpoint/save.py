@@ -33,7 +33,8 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_op
 from torch.distributed.tensor import DTensor
 
 from ..errors import CheckpointError
-from . import layout, sync
+from ..dist import sync
+from . import layout
 from .manifest import fsync_path, write_manifest_entries
 from .rng import capture_rng
 from .tensorstore import LAYOUT_FILE, RankPart, layout_of, stage, write_rank_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .packing import IGNORE, block_arrays
+from .packing import IGNORE_INDEX, block_arrays
 
 KEYS = ("input_ids", "labels", "position_ids", "document_ids")
 
@@ -23,4 +23,4 @@ def empty_block(block_size: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
 
 def token_count(batch: dict[str, torch.Tensor]) -> int:
     """Positions that contribute to the loss."""
-    return int((batch["labels"] != IGNORE).sum())
+    return int((batch["labels"] != IGNORE_INDEX).sum())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from .packing import IGNORE
+from .packing import IGNORE_INDEX
 from .spec import DataSpec
 
 DOC_MARK = "\n⟦doc {doc} · pos {pos}{cont}⟧\n"
@@ -82,5 +82,5 @@ def show(spec: DataSpec, block: int = 0, max_chars: int = 2000, batch_size: int 
     tokens, segs = train.block(block)
     lines += ["", f"block {block} (shard {block % train.shards}): {len(segs)} segment(s), "
                   f"fill {int(segs[:, 1].sum()) / len(tokens):.2%}, labels masked at "
-                  f"{len(segs)} segment end(s) + padding (label {IGNORE})", render_block(data, block, max_chars)]
+                  f"{len(segs)} segment end(s) + padding (label {IGNORE_INDEX})", render_block(data, block, max_chars)]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from typing import Any, Iterator, TypeVar
 import torch
 import torch.distributed as dist
 
+from ..console import phase
 from ..errors import DataError
 from .collate import collate_blocks, empty_block
 from .parquet_source import is_url
@@ -54,8 +55,8 @@ def get_tokenizer(spec: DataSpec, train_sources: list[DocSource]) -> Tokenizer:
     path = trained_path(spec.resolved_cache_dir(), sources_digest(train_sources), ts.vocab_size)
     if not path.is_file():
         # One-time work that takes a while on a big corpus: say what is happening and where it goes.
-        print(f"forgather: training a byte-level BPE tokenizer (vocab {ts.vocab_size}) on the training sources "
-              f"-> {path}", file=sys.stderr, flush=True)
+        phase(f"data: training a byte-level BPE tokenizer (vocab {ts.vocab_size}) on the training sources -> {path}",
+              stream=sys.stderr)  # stderr: commands that print JSON on stdout (data show, eval) train one too
         train_tokenizer(tokenizer_sample(train_sources), ts.vocab_size, path)
     return load_tokenizer(ts, str(path))
 

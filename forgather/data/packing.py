@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE = -100
+IGNORE_INDEX = -100  # the label of positions that predict nothing (padding, a document's last token)
 SEG_FIELDS = 4  # start, length, document ordinal, position offset
 
 
@@ -114,7 +114,7 @@ def block_arrays(tokens: np.ndarray, segments: np.ndarray) -> dict[str, np.ndarr
     document_ids (0.. per block, -1 on padding) for one block."""
     T = len(tokens)
     input_ids = tokens.astype(np.int64)
-    labels = np.full(T, IGNORE, dtype=np.int64)
+    labels = np.full(T, IGNORE_INDEX, dtype=np.int64)
     position_ids = np.zeros(T, dtype=np.int64)
     document_ids = np.full(T, -1, dtype=np.int64)
     for j, (start, length, _doc, off) in enumerate(segments.tolist()):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-IGNORE_INDEX = -100
+from ..data.packing import IGNORE_INDEX  # the label packing gives positions that predict nothing
 CHUNK_ELEMENTS = 1 << 24  # logits per chunk on CPU (64 MiB in fp32): big matmuls, memory that stays hot
 # On a GPU every chunk costs a dozen kernel launches: 512 MiB chunks keep that to a few per micro-batch.
 CHUNK_ELEMENTS_GPU = 1 << 27
@@ -95,3 +95,9 @@ def head_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: t
     for h, y, _ in _chunks(hidden, labels, dtype, weight.shape[0]):
         total += _chunk_loss(h, w, y)[3]
     return total
+
+
+def forward_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed next-token cross entropy (fp32) of a packed batch's labelled positions."""
+    return model(batch["input_ids"], position_ids=batch.get("position_ids"), document_ids=batch.get("document_ids"),
+                 labels=batch["labels"])

@@ -12,17 +12,19 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import RunConfig
+from ..console import phase
 from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
+from ..dist.sync import barrier
 from ..dist.shared_dir import check_shared_directory
 from ..errors import ConfigError, DataError, ModelError
 from ..models.attention_plan import plan_attention, training_problem
 from ..models.spec import ModelSpec, flops_per_token
 from ..models.transformer import build_model, materialize
 from .checkpointing import RunCheckpointer
-from .describe import describe_policies
+from .describe import describe_build, describe_first_reads, describe_policies
 from .precision import PrecisionPlan, apply_process_settings, fsdp_mixed_precision, plan_precision
 from .trainer import Components, Trainer
 
@@ -31,11 +33,6 @@ def seed_everything(seed: int) -> None:
     """The same seed on every rank, so every rank initialises identical weights."""
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
 
 
 def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
@@ -51,7 +48,7 @@ def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
     from ..data.loader import open_data
 
     data = open_data(spec) if reads_data and info.local_rank == 0 else None
-    _barrier()
+    barrier()
     if reads_data and info.local_rank != 0:
         data = open_data(spec)
     return data
@@ -88,7 +85,7 @@ def build_loaders(spec: DataSpec, data: Any, info: DistInfo, dispatch: bool) -> 
 def hold_run_dir(run_dir: Path, info: DistInfo) -> None:
     """Rank 0 takes the run dir's exclusive lock for the job (one writer per run dir); every rank fails alike
     when another job holds it."""
-    from ..checkpoint import sync
+    from ..dist import sync
     from ..run_lock import acquire
 
     sync.from_rank0(lambda: acquire(run_dir) and None)
@@ -170,13 +167,15 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
     return model if fsdp else wrap_ddp(model, info)
 
 
-def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec) -> None:
-    """--verbose-info: model, data and parallelism details, once, from rank 0."""
+def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, data: Any, dspec: DataSpec,
+                          model: nn.Module, precision: PrecisionPlan) -> None:
+    """--verbose-info: model (as built), data and parallelism details, with the precision and attention used."""
     from .describe import describe_data, describe_model, describe_parallelism
 
     tokens_per_step = dspec.batch_size * dspec.block_size * config.train.grad_accum_steps * info.world_size
-    lines = [*describe_model(config, spec, dspec.block_size), *describe_data(data),
-             *describe_parallelism(config, info, tokens_per_step, compile_enabled(config, info))]
+    attention = plan_attention(config.model.attn_implementation, info.device.type)
+    lines = [*describe_model(config, spec, dspec.block_size, attention, model), *describe_data(data),
+             *describe_parallelism(config, info, tokens_per_step, compile_enabled(config, info), precision)]
     print("\n".join(lines), flush=True)
 
 
@@ -203,7 +202,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     hold_run_dir(config.run_dir, info)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
-    _barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
+    barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
     precision = plan_precision(config.train.precision, info.device.type)
     problem = training_problem(config.model.attn_implementation, info.device.type, precision.compute)
     if problem:  # the CLI checked this already, unless the ranks got another device than it saw
@@ -218,6 +217,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
     check_world_size(dspec.shards, 1 if dispatch else info.world_size)
     keep_checkpoint_tokenizer(dspec, checkpointer.checkpoint_tokenizer(), config.checkpoint.allow_tokenizer_change,
                               info.is_main)
+    phase("data: opening the sources and the tokenizer", info.is_main)
     data = open_rank_data(dspec, info, reads_data=info.is_main or not dispatch)
     if data is not None:
         from ..data.tokenizer import check_vocab
@@ -225,9 +225,10 @@ def train(config: RunConfig, info: DistInfo) -> int:
         check_vocab(data.tokenizer.vocab_size, spec.vocab_size)
         checkpointer.tokenizer = data.tokenizer
     train_loader, eval_loader = build_loaders(dspec, data, info, dispatch)
+    phase(describe_build(config, spec, info, dspec.block_size), info.is_main)
     model = build_wrapped_model(config, spec, info, checkpointer, precision)
     if config.train.verbose_info and info.is_main:
-        print_run_description(config, spec, info, data, dspec)
+        print_run_description(config, spec, info, data, dspec, model, precision)
 
     parts = Components(
         model=model,
@@ -239,4 +240,6 @@ def train(config: RunConfig, info: DistInfo) -> int:
         compiled=compile_enabled(config, info),
         checkpointer=checkpointer,
     )
+    if info.is_main:
+        phase(describe_first_reads(data))
     return Trainer(config, info, parts).fit()

@@ -14,7 +14,7 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from .. import checkpoint
 from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
-from ..checkpoint import sync
+from ..dist import sync
 from ..checkpoint.background import BackgroundWriter
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError

@@ -154,8 +154,8 @@ class MetricsSink:
             except ImportError:
                 self.bar = None
 
-    def log(self, step: int, scalars: dict[str, Any]) -> None:
-        """Write scalars for `step` (finite ones to TensorBoard) and a console summary."""
+    def log(self, step: int, scalars: dict[str, Any], progress: list[str] | None = None) -> None:
+        """Write scalars for `step` (finite ones to TensorBoard) and a console summary led by `progress`."""
         if not self.enabled:
             return
         for key, value in scalars.items():
@@ -167,7 +167,17 @@ class MetricsSink:
         if self.bar is not None:
             self.bar.set_postfix_str(" | ".join(shown), refresh=False)
         else:
-            print(f"step {step} | " + " | ".join(shown), flush=True)
+            head = progress or [f"step {step}"]
+            print(" | ".join([head[0], *shown, *head[1:]]), flush=True)
+
+    def progress(self, pieces: list[str]) -> None:
+        """A progress line between log steps (`step N/T | loss ... | s/step ...`); on a TTY, the bar's postfix."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(" | ".join(pieces[1:]), refresh=False)  # the bar shows the step itself
+        else:
+            print(" | ".join(pieces), flush=True)
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:

@@ -32,9 +32,30 @@ def build_optimizer(model: nn.Module, train: TrainSection, lr: float, device: to
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(train.betas), **extra)
 
 
+# A warmup as long as the run would never reach the peak LR nor decay; a tenth of the run is the common choice.
+CLAMPED_WARMUP_FRACTION = 0.1
+
+
+def effective_warmup(train: TrainSection, total_steps: int) -> int:
+    """train.warmup_steps, or a tenth of the run when the configured warmup is not shorter than the run."""
+    if train.warmup_steps < total_steps:
+        return train.warmup_steps
+    return int(total_steps * CLAMPED_WARMUP_FRACTION)
+
+
+def warmup_warning(train: TrainSection, total_steps: int) -> str | None:
+    """The one line saying that, and to what, the warmup was clamped; None when it was not."""
+    if train.warmup_steps < total_steps or total_steps <= 0:
+        return None
+    budget = (f"train.max_tokens={train.max_tokens}" if train.max_tokens else f"train.max_steps={train.max_steps}")
+    return (f"forgather: warning: train.warmup_steps={train.warmup_steps} is not shorter than the run "
+            f"({budget}: {total_steps} steps); warming up over {effective_warmup(train, total_steps)} steps "
+            f"({CLAMPED_WARMUP_FRACTION:.0%} of the run) instead: set train.warmup_steps below {total_steps}")
+
+
 def lr_multiplier(step: int, train: TrainSection, total_steps: int) -> float:
     """Factor on the peak LR at `step` (0-based): linear warmup, then the chosen decay to min_lr_ratio."""
-    warmup = min(train.warmup_steps, max(total_steps - 1, 0))
+    warmup = effective_warmup(train, total_steps)
     floor = train.min_lr_ratio
     if step < warmup:
         return (step + 1) / (warmup + 1)

@@ -6,17 +6,10 @@ import contextlib
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ..models.loss import IGNORE_INDEX
-
-
-def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
-    """Sum across ranks (identity without a process group)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value
+from ..dist.sync import all_reduce_sum
+from ..models.loss import IGNORE_INDEX, forward_loss
 
 
 @contextlib.contextmanager
@@ -50,12 +43,6 @@ def drop_single_document_ids(batch: dict[str, torch.Tensor]) -> dict[str, torch.
     if not (rows == rows[:, :1]).all():
         return batch
     return {key: value for key, value in batch.items() if key != "document_ids"}
-
-
-def forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross entropy (fp32) of a packed batch's labelled positions."""
-    return model(batch["input_ids"], position_ids=batch.get("position_ids"), document_ids=batch.get("document_ids"),
-                 labels=batch["labels"])
 
 
 def train_step(

@@ -17,14 +17,16 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..console import phase
 from ..errors import CheckpointError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, use_step_timeout
 from .agreement import StepAgreement
 from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
-from .optim import build_optimizer, build_scheduler, scaled_learning_rate
+from .optim import build_optimizer, build_scheduler, effective_warmup, scaled_learning_rate, warmup_warning
 from .precision import PrecisionPlan, autocast
+from .progress import Progress
 from .step import drop_single_document_ids, eval_loss, train_step
 
 SECOND_SIGNAL_AFTER_S = 2.0
@@ -99,13 +101,17 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg, max(self.total_steps, 1))
         self.autocast = autocast(self.parts.precision)
         self._resume()
-        self.losses = LossMonitor(cfg.divergence_factor, cfg.warmup_steps, self.state.loss_ema)
+        self._loss_step = self.state.step if self.state.loss is not None else None  # the step state.loss is of
+        self.losses = LossMonitor(cfg.divergence_factor, effective_warmup(cfg, self.total_steps), self.state.loss_ema)
         # Losses are read on log steps; without logging, every 100 steps, so unread ones never pile up.
         self.read_every = self.log_every or 100
         # Stop requests, a failed background save, and the data epoch (the minimum over ranks, posted negated:
         # the agreement is a MAX).
         self.agreement = StepAgreement(("stop", "save_failed", "minus_epoch"), self.info.world_size)
         self.sink = MetricsSink(self.config.run_dir / "runs", self.total_steps, self.state.step, self.info.is_main)
+        clamped = warmup_warning(cfg, self.total_steps)
+        if clamped:
+            self.sink.message(clamped)
         self.meter = ThroughputMeter(self.parts.flops_per_token, peak_flops(self.info.device, cfg.peak_flops),
                                      self.info.world_size, synchronize=self._synchronize)
 
@@ -181,6 +187,7 @@ class Trainer:
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
         self._first_step = self.state.step
+        self.progress = Progress(self.state.step, self.total_steps, self.tokens_per_step)
         while self.state.step < self.total_steps:
             agreed = self.agreement.exchange(stop=self.stop_requested, save_failed=self._save_failed(),
                                              minus_epoch=-self._data_epoch())
@@ -191,9 +198,16 @@ class Trainer:
                 self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
                 return 0
             self._save_at_epoch_end(-agreed["minus_epoch"])
+            first = self.state.step == self._first_step
+            if first:
+                phase("first step: waiting for the first batches", self.info.is_main)
             waited_from = time.perf_counter()
             micro = [self._to_device(next(batches)) for _ in range(self.train_cfg.grad_accum_steps)]
             data_wait = time.perf_counter() - waited_from
+            if first:
+                what = ("compiling the model's blocks (torch.compile, once per process)" if self.parts.compiled
+                        else "forward, backward and optimizer step")
+                phase(f"first step: {what}", self.info.is_main)
             loss, grad_norm = self._train_step(micro)
             self.state.step += 1
             self.state.tokens += self.tokens_per_step
@@ -232,7 +246,11 @@ class Trainer:
             with self.meter.excluded():
                 scalars.update(self._evaluate_and_track())
         if scalars:
-            self.sink.log(step, scalars)
+            head = self.progress.report(step, tokens=False) if log_step else [f"step {step}/{self.total_steps}"]
+            self.sink.log(step, scalars, head)
+        elif self.progress.due(step):
+            report = self.progress.report(step)
+            self.sink.progress([report[0], self._loss_text(), *report[1:]])
         strategy = self.config.checkpoint.save_strategy
         if strategy == "steps" and self.save_every and step % self.save_every == 0 and step < self.total_steps:
             self._save("interval")
@@ -256,6 +274,15 @@ class Trainer:
         if self.losses.pending:
             self.state.loss = self.losses.read(self.state.step)
             self.state.loss_ema = self.losses.ema
+            self._loss_step = self.state.step
+
+    def _loss_text(self) -> str:
+        """The last loss read (losses are read on log steps only, so reading one here would cost a device sync)."""
+        if self.state.loss is None or self._loss_step is None:
+            first = (self._first_step // self.read_every + 1) * self.read_every
+            return f"loss pending (first read at step {min(first, self.total_steps)})"
+        suffix = "" if self._loss_step == self.state.step else f" (step {self._loss_step})"
+        return f"loss {self.state.loss:.4f}{suffix}"
 
     def _evaluate_and_track(self) -> dict[str, float]:
         metrics = self._evaluate()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from forgather.data.collate import collate_blocks
-from forgather.data.packing import IGNORE, Packer, block_arrays
+from forgather.data.packing import IGNORE_INDEX, Packer, block_arrays
 
 
 def _docs(rng, n, lo=1, hi=300):
@@ -54,16 +54,16 @@ def test_document_ids_and_labels_respect_boundaries():
         a = block_arrays(b.tokens, b.segments)
         ids, labels, pos, docs = a["input_ids"], a["labels"], a["position_ids"], a["document_ids"]
         for t in range(len(ids) - 1):
-            if labels[t] != IGNORE:
+            if labels[t] != IGNORE_INDEX:
                 # a supervised position predicts the next token of the same document
                 assert docs[t] == docs[t + 1] != -1 and labels[t] == ids[t + 1] and pos[t + 1] == pos[t] + 1
         for start, length, _, off in b.segments.tolist():
-            assert labels[start + length - 1] == IGNORE  # last token never predicts the next document
+            assert labels[start + length - 1] == IGNORE_INDEX  # last token never predicts the next document
             assert (docs[start:start + length] == docs[start]).all()
             np.testing.assert_array_equal(pos[start:start + length], np.arange(off, off + length))
         pad = docs == -1
-        assert (labels[pad] == IGNORE).all()
-        assert labels[-1] == IGNORE
+        assert (labels[pad] == IGNORE_INDEX).all()
+        assert labels[-1] == IGNORE_INDEX
 
 
 def test_mask_from_document_ids_blocks_cross_document_attention():

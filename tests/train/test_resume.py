@@ -102,7 +102,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_preempted(proj
     set_in_project(project, "train", "max_steps: 100000")
     set_in_project(project, "checkpoint", "save_every: 1000")
     run = Training(project, "--init-model", nproc=2)
-    run.wait_for(r"^step 3 ")
+    run.wait_for(r"^step 3/")
     run.proc.send_signal(signal.SIGTERM)  # the launcher (torchrun's agent) passes it to the ranks
     assert run.finish(timeout=120) == PREEMPTED, run.output[-3000:]
     stopped = re.search(r"stopped by signal at step (\d+)", run.output)

@@ -98,7 +98,7 @@ def long_run(project: Path) -> Path:
 
 def test_a_second_run_on_the_same_run_dir_is_refused_naming_the_holder(long_run):
     first = Training(long_run, "--init-model")
-    first.wait_for(r"^step 2 ")
+    first.wait_for(r"^step 2/")
     second = train(long_run, "--max-steps", "3", check=False)
     assert second.returncode == 2
     line = second.stderr.strip().splitlines()[-1]
@@ -111,7 +111,7 @@ def test_a_second_run_on_the_same_run_dir_is_refused_naming_the_holder(long_run)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_saves_the_current_step_and_exits_with_the_preempted_status(long_run, sig):
     run = Training(long_run, "--init-model", nproc=2)
-    run.wait_for(r"^step 3 ")
+    run.wait_for(r"^step 3/")
     run.proc.send_signal(sig)
     assert run.finish() == PREEMPTED, run.output[-3000:]
     step = int(re.search(r"stopped by signal at step (\d+)", run.output).group(1))
@@ -125,7 +125,7 @@ def test_a_save_slower_than_torchruns_grace_still_completes_after_a_stop_signal(
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_SAVE)  # every save of the ranks takes 35 s: > torchrun's 30 s
     run = Training(long_run, "--init-model", env={"PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
-    run.wait_for(r"^step 2 ")
+    run.wait_for(r"^step 2/")
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish(timeout=240) == PREEMPTED, run.output[-3000:]
     step = int(re.search(r"stopped by signal at step (\d+)", run.output).group(1))
@@ -150,7 +150,7 @@ save.write_staged = slow
 
 def test_ranks_whose_launcher_is_killed_stop_after_saving_and_free_the_run_dir(long_run):
     run = Training(long_run, "--init-model", nproc=2)
-    run.wait_for(r"^step 2 ")
+    run.wait_for(r"^step 2/")
     ranks = run.ranks()
     assert len(ranks) == 2
     run.proc.kill()  # kill -9 of `forgather train` (the agent: the ranks' parent)
@@ -321,7 +321,7 @@ def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_latest(
     set_in_project(long_run, "checkpoint", "save_every: 2")
     run = Training(long_run, "--init-model", env=env)
     run.wait_for(r"WRITING step-4 in the background")
-    run.wait_for(r"^step \d+ ")  # training goes on while the save is being written
+    run.wait_for(r"^step \d+/")  # training goes on while the save is being written
     ranks = run.ranks()
     run.proc.kill()
     for rank in ranks:

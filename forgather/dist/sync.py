@@ -1,4 +1,6 @@
-"""Rank bookkeeping for collective checkpoint calls, with or without a process group."""
+"""Collectives that also work without a process group (a plain single process): rank, barrier, sums, agreement.
+
+The one home of these helpers for checkpoints, training and evaluation alike."""
 
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ def barrier() -> None:
     """Wait for every rank; a no-op in a single process."""
     if distributed():
         dist.barrier()
+
+
+def all_reduce_sum(value: Any) -> Any:
+    """Sum a tensor across ranks in place (identity without a process group); returns it."""
+    if distributed() and world_size() > 1:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
 
 
 def agree(error: BaseException | None) -> None:
