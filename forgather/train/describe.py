@@ -11,20 +11,21 @@ from ..models.spec import ModelSpec, flops_per_token, human_count, parameter_cou
 from .precision import PrecisionPlan
 
 
-def built_parameter_counts(model: Any, tied: bool) -> tuple[int, int]:
-    """(total, non_embedding) parameters of the built model (global sizes, also when sharded; tied weights once)."""
-    from torch import nn
+def built_parameter_counts(model: Any) -> tuple[int, int]:
+    """(total, non_embedding) parameters of the built model (global sizes, also when sharded; tied weights once).
 
+    non_embedding leaves out the vocabulary matrices, a tied one once, as models.spec.parameter_counts does.
+    """
     total = sum(p.numel() for p in model.parameters())
-    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    return total, total if tied else total - embedding  # a tied matrix counts as the output head, as in model show
+    vocabulary = {id(w): w for w in (model.embed_tokens.weight, model.lm_head.weight)}  # one entry when tied
+    return total, total - sum(w.numel() for w in vocabulary.values())
 
 
 def describe_model(config: RunConfig, spec: ModelSpec, block_size: int, attention: AttentionPlan,
                    model: Any = None) -> list[str]:
     """Architecture, shape, the attention backends used, parameter counts (of the built model) and FLOPs/token."""
     total, non_embedding = (parameter_counts(spec) if model is None
-                            else built_parameter_counts(model, spec.tie_embeddings))
+                            else built_parameter_counts(model))
     return [
         f"model: {spec.architecture} from {config.model.project}/{config.model.config}, attention "
         f"{attention.requested} → {attention.packed} for packed rows, {attention.causal} for one-document rows",

@@ -23,7 +23,7 @@ def test_verbose_info_names_counts_precision_and_attention_as_resolved(tiny_proj
     spec = ModelSpec.from_dict(config.model.arch)
     model = build_model(spec, "sdpa", device="cpu")
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.embed_tokens.weight.numel()
+    vocabulary = model.embed_tokens.weight.numel() + model.lm_head.weight.numel()  # untied here
     # auto resolves per device: the lines name what runs, not the setting.
     for device, attention, precision in (("cpu", "auto → sdpa for packed rows, sdpa for one-document rows",
                                           "precision auto → fp32 compute, fp32 master weights, fp32 reductions"),
@@ -34,13 +34,15 @@ def test_verbose_info_names_counts_precision_and_attention_as_resolved(tiny_proj
                               plan_precision("auto", device))
         out = capsys.readouterr().out
         assert f"attention {attention}" in out and precision in out, out
-        assert f"parameters {total:,} total" in out and f"{total - embedding:,} non-embedding" in out, out
+        assert f"parameters {total:,} total" in out and f"{total - vocabulary:,} non-embedding" in out, out
 
 
 def test_built_counts_agree_with_the_spec_and_count_a_tied_matrix_once(tiny_project):
     spec = ModelSpec.from_dict(project_config(tiny_project).model.arch)
-    assert built_parameter_counts(build_model(spec, "sdpa", device="cpu"), False) == parameter_counts(spec)
+    assert not spec.tie_embeddings
+    assert built_parameter_counts(build_model(spec, "sdpa", device="cpu")) == parameter_counts(spec)
     tied = ModelSpec.from_dict({**spec.to_dict(), "tie_embeddings": True})
     model = build_model(tied, "sdpa", device="cpu")
     total = sum(p.numel() for p in model.parameters())
-    assert built_parameter_counts(model, True) == parameter_counts(tied) == (total, total)
+    non_embedding = total - model.embed_tokens.weight.numel()
+    assert built_parameter_counts(model) == parameter_counts(tied) == (total, non_embedding)
