@@ -10,6 +10,7 @@ from typing import Any
 from .errors import ConfigError, ModelError
 from .flags import FlagSpec, flag_overrides, parse_flag_specs
 from .models.spec import SHAPE_FIELDS, parse_param_count, preset, shape_for_target_params
+from .resources import model_project_dir
 from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
 from .yamlio import Origins
 
@@ -95,9 +96,7 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
     if not isinstance(model, dict) or not model.get("project"):
         return
     where = origins.get("model.project", "model.project")
-    model_dir = (project_dir / str(model["project"])).resolve()
-    if not model_dir.is_dir():
-        raise ConfigError(f"{where}: model project '{model['project']}' is not a directory ({model_dir})")
+    model_dir = model_project_dir(str(model["project"]), project_dir, where)
     # With a preset or target the shape comes from apply_model_shape; base.yaml gives the architecture.
     shaped_by = next((k for k in ("preset", "target_params") if model.get(k)), None)
     name = "base" if shaped_by else str(model.get("config") or "")
@@ -158,6 +157,17 @@ def _arch_choice(arch: dict) -> dict:
     return {k: arch[k] for k in ("architecture", "vocab_size") if k in arch}
 
 
+def _name_sources(tree: dict) -> None:
+    """Give every data source a name (derived from its path where the config leaves it out)."""
+    from .data.spec import named_sources
+
+    data = tree.get("data")
+    if isinstance(data, dict):
+        for key in ("sources", "validation"):
+            if key in data:
+                data[key] = named_sources(data[key])
+
+
 def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     """Model project merged in, interpolation done: the final plain config and its origins."""
     tree, origins = composed.tree, composed.origins
@@ -167,6 +177,7 @@ def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     env_forms: dict[str, Any] = {}
     tree = interpolate(tree, origins, env_forms)
     apply_model_shape(tree, origins)  # after interpolation: a target's shape depends on the resolved vocab_size
+    _name_sources(tree)
     tree["environment"] = env_forms
     origins["environment"] = "values taken from the environment (saved as ${env:...}, never as values)"
     return tree, origins
