@@ -62,3 +62,17 @@ def test_data_max_samples_caps_every_training_source_keeping_smaller_own_caps(tm
     assert [s.max_samples for s in spec.sources] == [20, 5]
     with pytest.raises(DataError, match="data.max_samples must be at least 1"):
         DataSpec.from_dict({"sources": [{"path": "stdlib"}], "max_samples": 0})
+
+
+def test_source_names_are_derived_from_paths_and_unique():
+    from forgather.data.spec import named_sources
+
+    named = named_sources(["a/books.txt", {"path": "b/books.txt"}, {"path": "data/*.jsonl"},
+                          {"name": "stdlib", "path": "x"}, {"path": "stdlib", "kind": "python_docs"}])
+    assert [e["name"] for e in named] == ["books", "books_2", "data", "stdlib", "stdlib_2"]
+
+
+def test_data_spec_accepts_sources_without_a_name(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    spec = DataSpec.from_dict({"sources": [{"path": "notes.txt"}, "notes.txt"]}, base_dir=tmp_path)
+    assert [s.name for s in spec.sources] == ["notes", "notes_2"]
