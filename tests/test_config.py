@@ -130,3 +130,13 @@ def test_an_older_runs_config_reads_with_defaults_for_keys_added_since(tiny_proj
     old = read_config(tmp_path / "config.yaml")
     assert old.model.preset is None and old.train.verbose_info is False
     assert to_plain(old) == to_plain(config)  # everything the old file does say is kept
+
+
+@pytest.mark.parametrize("spelling", ["--max-length", "--max_length"])
+def test_max_length_is_a_common_flag_of_every_project(tiny_project, capsys, spelling):
+    import yaml
+
+    from forgather.cli import main
+
+    assert main(["config", "show", "-p", str(tiny_project), spelling, "96"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["block_size"] == 96
