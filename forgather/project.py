@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import ConfigError, ModelError
 from .flags import FlagSpec, flag_overrides, parse_flag_specs
+from .follow_data import follow_data
 from .models.spec import SHAPE_FIELDS, parse_param_count, preset, shape_for_target_params
 from .resources import model_project_dir
 from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
@@ -173,9 +174,13 @@ def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     tree, origins = composed.tree, composed.origins
     tree["project_dir"] = str(composed.project.dir)
     origins["project_dir"] = "project directory"
+    model = tree.get("model")
+    arch = model.get("arch") if isinstance(model, dict) else None
+    explicit = set(arch) if isinstance(arch, dict) else set()  # the project's (and flags') own model.arch keys
     merge_model_project(tree, origins, composed.project.dir)
     env_forms: dict[str, Any] = {}
     tree = interpolate(tree, origins, env_forms)
+    follow_data(tree, origins, explicit)  # before the shape: a target's size depends on the vocabulary
     apply_model_shape(tree, origins)  # after interpolation: a target's shape depends on the resolved vocab_size
     _name_sources(tree)
     tree["environment"] = env_forms
