@@ -51,3 +51,12 @@ def test_installed_wheel_resolves_base_yaml_and_a_model_project_by_name(installe
     assert result.returncode == 0, result.stderr
     assert f"FROM {installed_site}" in result.stderr
     assert "architecture: qwen3" in result.stdout
+
+
+def test_installed_wheel_inits_a_project_that_resolves(installed_site, tmp_path):
+    (tmp_path / "notes.md").write_text("# one\n\n\n\n# two\n")
+    result = installed(installed_site, tmp_path, "init", "mine", "--data", "notes.md")
+    assert result.returncode == 0, result.stderr
+    shown = installed(installed_site, tmp_path / "mine", "config", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert f"path: {tmp_path / 'notes.md'}" in shown.stdout and "architecture: llama" in shown.stdout
