@@ -87,8 +87,9 @@ def blocked_per_save(repeats: int) -> dict:
 def rss_under_fsdp2(path: str, tmp: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = Path(__file__).with_name("checkpoint_rss.py")
+    repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script), path, str(tmp)], capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+                           str(script), path, str(tmp)], capture_output=True, text=True, env=env, cwd=repo)
     if done.returncode != 0:
         raise SystemExit(f"checkpoint_rss.py {path} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("RSS ")]

@@ -85,12 +85,14 @@ Runs, checkpoints and logs go to `output/` (`--output-dir` changes it).
 def register(subparsers: Any, composed: Any) -> None:
     parser = subparsers.add_parser(
         "init", help="create a new project directory (anywhere) to train on your own data", epilog=EXAMPLES,
-        description="Write DIR/project.yaml (on forgather's base.yaml, a bundled model, your --data) and DIR/README.md.",
+        description="Write DIR/project.yaml (on forgather's base.yaml, a bundled model, your --data) and "
+                    "DIR/README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("directory", metavar="DIR", help="the project directory to create (new or empty)")
     parser.add_argument("--data", nargs="+", dest="data_paths", metavar="PATH",
-                        help="your files, globs or directories (.parquet, .jsonl, .txt, .md); default: Python docstrings")
+                        help="your files, globs or directories (.parquet, .jsonl, .txt, .md); "
+                             "default: Python docstrings")
     parser.add_argument("--model", default="llama", help="a bundled model project or a directory (default: llama)")
     parser.add_argument("--model-config", default="4M", help="the model size inside it (default: 4M)")
     parser.add_argument("--vocab-size", type=positive_int, default=8192, help="tokenizer vocabulary (default: 8192)")
