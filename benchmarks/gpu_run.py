@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
