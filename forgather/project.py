@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.spec import named_sources
 from .errors import ConfigError, ModelError
 from .flags import FlagSpec, flag_overrides, parse_flag_specs
 from .follow_data import follow_data
@@ -160,8 +161,6 @@ def _arch_choice(arch: dict) -> dict:
 
 def _name_sources(tree: dict) -> None:
     """Give every data source a name (derived from its path where the config leaves it out)."""
-    from .data.spec import named_sources
-
     data = tree.get("data")
     if isinstance(data, dict):
         for key in ("sources", "validation"):

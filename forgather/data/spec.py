@@ -173,7 +173,7 @@ def source_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.") or "source"
 
 
-def named_sources(entries: Any, where: str = "data.sources") -> Any:
+def named_sources(entries: Any) -> Any:
     """The entries with a unique `name` on each (derived from the path where absent; _2, _3 on clashes).
 
     Anything that is not a list of path-bearing entries is returned as is, for the typed check to report."""
