@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from forgather.errors import ConfigError
@@ -52,3 +56,14 @@ def test_a_bare_name_never_silently_means_a_local_directory(tmp_path):
 def test_a_missing_directory_names_the_path_and_the_bundled_names(tmp_path):
     with pytest.raises(ConfigError, match=r"not a directory .*llama"):
         model_project_dir("../nowhere", tmp_path, "project.yaml:3")
+
+
+def test_forgather_templates_points_extends_at_another_templates_directory(tiny_project, tmp_path):
+    site = tmp_path / "site_templates"
+    site.mkdir()
+    (site / "base.yaml").write_text((TEMPLATES_DIR / "base.yaml").read_text().replace("seed: 1234", "seed: 777"))
+    env = {**os.environ, "FORGATHER_TEMPLATES": str(site)}
+    shown = subprocess.run([sys.executable, "-m", "forgather.cli", "config", "show", "--origins"], cwd=tiny_project,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "seed: 777" in shown.stdout and str(site / "base.yaml") in shown.stdout
