@@ -31,13 +31,13 @@ import torch
 from benchmarks.common import spread, write_json
 from forgather.models.spec import ModelSpec, parameter_counts
 from forgather.models.transformer import build_model
-from forgather.templates import REPO_ROOT
+from forgather.resources import MODELS_DIR
 from forgather.yamlio import load_yaml
 
 
 def llama_124m() -> ModelSpec:
-    base, _ = load_yaml(REPO_ROOT / "projects" / "models" / "llama" / "base.yaml")
-    size, _ = load_yaml(REPO_ROOT / "projects" / "models" / "llama" / "124M.yaml")
+    base, _ = load_yaml(MODELS_DIR / "llama" / "base.yaml")
+    size, _ = load_yaml(MODELS_DIR / "llama" / "124M.yaml")
     size.pop("extends", None)
     return ModelSpec.from_dict({**base, **size})
 
@@ -87,8 +87,9 @@ def blocked_per_save(repeats: int) -> dict:
 def rss_under_fsdp2(path: str, tmp: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = Path(__file__).with_name("checkpoint_rss.py")
+    repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script), path, str(tmp)], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+                           str(script), path, str(tmp)], capture_output=True, text=True, env=env, cwd=repo)
     if done.returncode != 0:
         raise SystemExit(f"checkpoint_rss.py {path} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("RSS ")]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -21,11 +20,11 @@ from forgather.dist.parallelize import apply_compile
 from forgather.models.attention_plan import plan_attention
 from forgather.models.spec import ModelSpec
 from forgather.models.transformer import build_model
+from forgather.resources import MODELS_DIR
 from forgather.train.optim import build_optimizer
 from forgather.train.precision import PrecisionPlan, autocast
 from forgather.train.step import IGNORE_INDEX, train_step
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL_FILES = {"llama": "llama/124M.yaml", "qwen3": "qwen3/124M.yaml", "deepone": "deepone/117M.yaml"}
 TINY = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
 LR, WARMUP, CLIP = 1e-3, 20, 1.0
@@ -34,7 +33,7 @@ OPTIMIZER = types.SimpleNamespace(weight_decay=0.1, betas=[0.9, 0.95])  # what b
 
 def model_spec(arch: str, smoke: bool) -> ModelSpec:
     """The model project's 124M-class shape for `arch` (a tiny one in smoke mode)."""
-    folder = REPO / "projects" / "models"
+    folder = MODELS_DIR
     base = yaml.safe_load((folder / arch / "base.yaml").read_text())
     if smoke:
         return ModelSpec.from_dict({**base, **TINY, "max_position_embeddings": 4096})

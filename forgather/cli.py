@@ -9,11 +9,11 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .commands import checkpoint, config_show, data, eval_cmd, generate, logs, ls, model, tb, tokenizer, train
+from .commands import checkpoint, config_show, data, eval_cmd, generate, init, logs, ls, model, tb, tokenizer, train
 from .commands.common import load_composed
 from .errors import UserError
 
-COMMANDS = [train, config_show, ls, checkpoint, model, data, tokenizer, generate, eval_cmd, tb, logs]
+COMMANDS = [train, init, config_show, ls, checkpoint, model, data, tokenizer, generate, eval_cmd, tb, logs]
 NEEDS_PROJECT = {"train", "config", "data", "tokenizer"}  # tb needs one only without RUN_DIR: it loads it itself
 
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.spec import named_sources
 from .errors import ConfigError, ModelError
 from .flags import FlagSpec, flag_overrides, parse_flag_specs
+from .follow_data import follow_data
 from .models.spec import SHAPE_FIELDS, parse_param_count, preset, shape_for_target_params
+from .resources import model_project_dir
 from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
 from .yamlio import Origins
 
@@ -95,9 +98,7 @@ def merge_model_project(tree: dict, origins: Origins, project_dir: Path) -> None
     if not isinstance(model, dict) or not model.get("project"):
         return
     where = origins.get("model.project", "model.project")
-    model_dir = (project_dir / str(model["project"])).resolve()
-    if not model_dir.is_dir():
-        raise ConfigError(f"{where}: model project '{model['project']}' is not a directory ({model_dir})")
+    model_dir = model_project_dir(str(model["project"]), project_dir, where)
     # With a preset or target the shape comes from apply_model_shape; base.yaml gives the architecture.
     shaped_by = next((k for k in ("preset", "target_params") if model.get(k)), None)
     name = "base" if shaped_by else str(model.get("config") or "")
@@ -158,15 +159,29 @@ def _arch_choice(arch: dict) -> dict:
     return {k: arch[k] for k in ("architecture", "vocab_size") if k in arch}
 
 
+def _name_sources(tree: dict) -> None:
+    """Give every data source a name (derived from its path where the config leaves it out)."""
+    data = tree.get("data")
+    if isinstance(data, dict):
+        for key in ("sources", "validation"):
+            if key in data:
+                data[key] = named_sources(data[key])
+
+
 def resolve(composed: ComposedConfig) -> tuple[dict[str, Any], Origins]:
     """Model project merged in, interpolation done: the final plain config and its origins."""
     tree, origins = composed.tree, composed.origins
     tree["project_dir"] = str(composed.project.dir)
     origins["project_dir"] = "project directory"
+    model = tree.get("model")
+    arch = model.get("arch") if isinstance(model, dict) else None
+    explicit = set(arch) if isinstance(arch, dict) else set()  # the project's (and flags') own model.arch keys
     merge_model_project(tree, origins, composed.project.dir)
     env_forms: dict[str, Any] = {}
     tree = interpolate(tree, origins, env_forms)
+    follow_data(tree, origins, explicit)  # before the shape: a target's size depends on the vocabulary
     apply_model_shape(tree, origins)  # after interpolation: a target's shape depends on the resolved vocab_size
+    _name_sources(tree)
     tree["environment"] = env_forms
     origins["environment"] = "values taken from the environment (saved as ${env:...}, never as values)"
     return tree, origins

@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .resources import TEMPLATES_DIR  # noqa: F401  (re-exported: where `extends:` finally looks)
 from .yamlio import Origins, join_key, load_yaml, parse_yaml
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = Path(os.environ.get("FORGATHER_TEMPLATES", REPO_ROOT / "templates"))
 
 _REFERENCE = re.compile(r"\$\{([^${}]+)\}")
 
 
 def find_template(name: str, search_dirs: list[Path], requested_by: str) -> Path:
-    """Locate an `extends:` target: relative to the extending file, then the project, then templates/."""
+    """Locate an `extends:` target: relative to the extending file, then the project, then the package's templates."""
     candidates = [name] if name.endswith((".yaml", ".yml")) else [name + ".yaml", name]
     for directory in search_dirs:
         for candidate in candidates:

@@ -51,7 +51,7 @@ def set_in_project(project: Path, section: str, line: str) -> None:
 
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
-    """A project extending templates/base.yaml with its own tiny model project and two flags."""
+    """A project extending base.yaml with its own tiny model project and two flags."""
     return make_tiny_project(tmp_path)
 
 

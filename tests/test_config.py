@@ -146,3 +146,13 @@ def test_plugins_is_not_a_setting_but_an_older_runs_plugins_line_still_reads(tin
     (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text() + "plugins: [mymod]\n")
     with pytest.raises(ConfigError, match=r"project.yaml:\d+: unknown key 'plugins'"):
         _resolve(tiny_project)
+
+
+@pytest.mark.parametrize("spelling", ["--max-length", "--max_length"])
+def test_max_length_is_a_common_flag_of_every_project(tiny_project, capsys, spelling):
+    import yaml
+
+    from forgather.cli import main
+
+    assert main(["config", "show", "-p", str(tiny_project), spelling, "96"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["block_size"] == 96

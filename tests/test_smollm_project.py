@@ -14,7 +14,7 @@ PROJECT = REPO / "projects" / "smollm_pretrain"
 # flag argv → (config key, expected resolved value)
 SEED_FLAGS = [
     (["--init-model"], "train.init_model", True),
-    (["--model-project", "../models/qwen3"], "model.project", "../models/qwen3"),
+    (["--model-project", "qwen3"], "model.project", "qwen3"),
     (["--model-config", "30M"], "model.config", "30M"),
     (["--batch-size", "3"], "train.batch_size", 3),
     (["--lr", "0.002"], "train.learning_rate", 0.002),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import glob
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig, build_config
+from ..data.spec import named_sources
+from ..errors import DataError
 from ..flags import add_flags, add_set_option, apply_sets
 from ..project import ComposedConfig, apply_flags, compose_project, find_project, resolve
 from ..yamlio import Origins
@@ -19,6 +22,29 @@ def add_project_flags(parser: argparse.ArgumentParser, composed: ComposedConfig 
         add_flags(parser, composed.flags)
 
 
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """`--data PATH [PATH ...]`: train on these files instead of the project's data.sources."""
+    parser.add_argument("--data", nargs="+", dest="data_paths", metavar="PATH",
+                        help="files, globs or directories (.parquet, .jsonl, .txt, .md) replacing data.sources; "
+                             "one source per path, named after it [sets data.sources]")
+
+
+def data_sources_from_paths(paths: list[str], cwd: Path | None = None) -> list[dict[str, str]]:
+    """data.sources entries for --data paths (made absolute: they are given relative to where the user is)."""
+    base = (cwd or Path.cwd()).resolve()
+    entries = []
+    for text in paths:
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else base / path
+        if any(c in text for c in "*?["):
+            if not glob.glob(str(path), recursive=True):
+                raise DataError(f"--data {text}: the pattern matches no file; check the path (relative to {base})")
+        elif not path.exists():
+            raise DataError(f"--data {text}: no such file or directory ({path})")
+        entries.append({"path": str(path)})
+    return named_sources(entries)
+
+
 def load_composed(args: argparse.Namespace) -> ComposedConfig:
     """Locate the project named by -p/-c (or the cwd) and compose its templates."""
     start = Path(args.project) if args.project else None
@@ -28,6 +54,11 @@ def load_composed(args: argparse.Namespace) -> ComposedConfig:
 def resolve_config(composed: ComposedConfig, args: argparse.Namespace) -> tuple[RunConfig, Origins]:
     """Apply flags and --set, merge the model project, interpolate, and type-check."""
     apply_flags(composed, args)
+    if getattr(args, "data_paths", None):
+        composed.tree.setdefault("data", {})["sources"] = data_sources_from_paths(args.data_paths)
+        for key in [k for k in composed.origins if k.startswith("data.sources.")]:
+            del composed.origins[key]  # the project's entries are gone; their file:line would mislead
+        composed.origins["data.sources"] = "flag --data"
     apply_sets(composed.tree, composed.origins, args)  # after the flags: the more specific spelling wins
     tree, origins = resolve(composed)
     return build_config(tree, origins), origins

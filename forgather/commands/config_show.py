@@ -9,7 +9,7 @@ import yaml
 
 from ..config import config_tree
 from ..yamlio import Origins, dump_yaml, join_key
-from .common import add_project_flags, resolve_config
+from .common import add_data_argument, add_project_flags, resolve_config
 
 
 def register(subparsers: Any, composed: Any) -> None:
@@ -22,6 +22,7 @@ def register(subparsers: Any, composed: Any) -> None:
     show.add_argument("--origins", action="store_true", help="annotate each value with its file:line or flag")
     show.add_argument("--show-env", action="store_true",
                       help="print values taken from the environment (default: their ${env:...} form)")
+    add_data_argument(show)
     add_project_flags(show, composed)
     show.set_defaults(handler=run)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..launch import add_launch_arguments
-from .common import add_project_flags, resolve_config
+from .common import add_data_argument, add_project_flags, resolve_config
 
 EXAMPLES = """examples:
   forgather data show                          sources, sizes, probabilities, fill and block 0 decoded
@@ -37,6 +37,7 @@ def register(subparsers: Any, composed: Any) -> None:
                       help="which global block position to decode (default 0)")
     show.add_argument("--max-chars", type=int, default=2000, metavar="N",
                       help="cut the decoded block after N characters (default 2000)")
+    add_data_argument(show)
     add_project_flags(show, composed)
     show.set_defaults(handler=run)
     prepare = actions.add_parser(
@@ -47,6 +48,7 @@ def register(subparsers: Any, composed: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_launch_arguments(prepare)
+    add_data_argument(prepare)
     add_project_flags(prepare, composed)
     prepare.set_defaults(handler=run)
 

@@ -14,13 +14,14 @@ from ..errors import ModelError, UserError
 from ..models.spec import (ARCHITECTURES, PRESETS, ModelSpec, flops_per_token, human_count, parameter_counts,
                            parse_param_count, preset, shape_for_target_params)
 from ..project import compose_project, find_project, merge_model_project
+from ..resources import model_project_dir
 from ..yamlio import dump_yaml
 from .common import resolve_config
 
 EXAMPLES = """examples:
   forgather model show                                   the project's model at its block size
   forgather model show --model-config 124M               another size from the project's model project
-  forgather model show --model-project projects/models/qwen3 --model-config 30M
+  forgather model show --model-project qwen3 --model-config 30M
   forgather model show --preset small --architecture qwen3 --vocab-size 49152
   forgather model show --target-params 124M --prefer-depth --seq-len 4096
   forgather model import ~/hf/SmolLM2-135M --output projects/models/smollm2
@@ -95,8 +96,7 @@ def register(subparsers: Any, composed: Any) -> None:
 
 def _model_project_spec(model_dir: str, name: str | None) -> tuple[ModelSpec, str]:
     """The spec of one size of a model project, and the YAML it came from."""
-    if not Path(model_dir).is_dir():
-        raise ModelError(f"--model-project {model_dir}: not a directory (e.g. projects/models/llama)")
+    model_dir = str(model_project_dir(model_dir, Path.cwd(), "--model-project"))  # a bundled name or a directory
     if not name:
         available = sorted(p.stem for p in Path(model_dir).glob("*.yaml") if p.stem != "base")
         raise ModelError(f"--model-project {model_dir} needs --model-config NAME; available: {available}")

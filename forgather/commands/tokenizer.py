@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .common import resolve_config
+from .common import add_data_argument, resolve_config
 
 MIN_VOCAB = 300  # train_tokenizer's floor
 
@@ -40,6 +40,7 @@ def register(subparsers: Any, composed: Any) -> None:
     size.add_argument("--auto-vocab-size", action="store_true",
                       help="pick 4096/8192/16384/32768 from the corpus' distinct words")
     train.add_argument("--output", metavar="PATH", help="where to save (default: RUN_DIR/tokenizer.json)")
+    add_data_argument(train)
     train.set_defaults(handler=run)
 
 

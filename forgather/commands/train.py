@@ -12,7 +12,7 @@ from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
 from ..preflight import launch_problems, preflight
 from ..run_lock import probe
-from .common import add_project_flags, resolve_config
+from .common import add_data_argument, add_project_flags, resolve_config
 
 EXAMPLES = """examples:
   forgather train --init-model                 start fresh (refuses to replace checkpoints)
@@ -30,6 +30,7 @@ def register(subparsers: Any, composed: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_launch_arguments(parser)
+    add_data_argument(parser)
     add_project_flags(parser, composed)
     parser.set_defaults(handler=run)
 

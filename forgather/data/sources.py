@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = F
         ident = python_docs.identity(spec.path, spec.max_samples, docs)
     elif kind == "text":
         files = resolve_files(spec, kind)
-        column, ident = _read_text_files(files, stats), {"kind": kind, "files": file_identity(files)}
+        column = _read_text_files(files, stats)
+        ident = {"kind": kind, "files": file_identity(files), "documents": TEXT_RULE}
         column = _limit(column, spec)
     else:
         column, ident = _read_with_datasets(spec, kind)
@@ -118,9 +120,25 @@ def _decode_binary(column: pa.ChunkedArray, stats: SourceStats) -> pa.ChunkedArr
     return pa.chunked_array([pa.array(out, pa.large_string())])
 
 
+# How .txt/.md files split into documents (README "Train on your own data"): a line holding only a form feed,
+# or three or more blank lines in a row, separates documents; a file without either is one document. Two blank
+# lines stay inside a document (Markdown and prose use them), and the separator itself belongs to no document.
+TEXT_RULE = "formfeed-or-3-blank-lines"
+_DOC_SEPARATOR = re.compile(r"(?:^|\n)[ \t\r]*\f[ \t\r]*(?=\n|$)|\n(?:[ \t\r]*\n){3,}")
+
+
+def split_text_documents(text: str) -> list[str]:
+    """The documents of one text file under TEXT_RULE (a blank file stays one, blank, document)."""
+    docs = [d.strip("\n") for d in _DOC_SEPARATOR.split(text)]
+    docs = [d for d in docs if d.strip()]
+    return docs or [text]
+
+
 def _read_text_files(files: list[str], stats: SourceStats) -> pa.ChunkedArray:
-    """One document per text file; invalid UTF-8 is replaced (U+FFFD) and counted, never fatal."""
-    docs = [decode_utf8(Path(f).read_bytes(), stats) for f in files]
+    """The documents of text files (TEXT_RULE); invalid UTF-8 is replaced (U+FFFD) and counted, never fatal."""
+    docs = []
+    for f in files:
+        docs.extend(split_text_documents(decode_utf8(Path(f).read_bytes(), stats)))
     return pa.chunked_array([pa.array(docs, pa.large_string())])
 
 

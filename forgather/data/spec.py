@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ class SourceSpec:
     """One document source: local files (file, glob or dir), a saved dataset dir, a hub id, or python docs.
 
     `path` for python_docs is 'stdlib' or 'site-packages'. `split` accepts virtual splits such as
-    'train[1000:]' or 'train[:5%]'. Text files ('text' kind) are one document per file.
+    'train[1000:]' or 'train[:5%]'. Text files ('text' kind) split into documents by TEXT_RULE (sources.py).
+    A config entry may leave out `name`: named_sources derives one from the path.
     """
 
     name: str
@@ -141,8 +143,10 @@ class DataSpec:
         d = dict(d or {})
         base = Path(base_dir) if base_dir else None
         _check_keys("data", d, cls)
-        sources = [_source(s, base, f"data.sources[{i}]") for i, s in enumerate(d.pop("sources", None) or [])]
-        validation = [_source(s, base, f"data.validation[{i}]") for i, s in enumerate(d.pop("validation", None) or [])]
+        sources = [_source(s, base, f"data.sources[{i}]")
+                   for i, s in enumerate(named_sources(d.pop("sources", None) or []))]
+        validation = [_source(s, base, f"data.validation[{i}]")
+                      for i, s in enumerate(named_sources(d.pop("validation", None) or []))]
         tok = dict(d.pop("tokenizer", None) or {})
         _check_keys("data.tokenizer", tok, TokenizerSpec)
         if tok.get("path") and "://" not in str(tok["path"]):
@@ -171,14 +175,39 @@ def _resolve(path: str, base: Path | None) -> str:
     return str(p)
 
 
+def source_name(path: str) -> str:
+    """A source name from its path: the last component without globs or extension ('data/*.jsonl' → 'data')."""
+    parts = [p for p in str(path).replace("\\", "/").split("/") if p and not any(c in p for c in "*?[")]
+    stem = Path(parts[-1]).stem if parts else "source"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.") or "source"
+
+
+def named_sources(entries: Any) -> Any:
+    """The entries with a unique `name` on each (derived from the path where absent; _2, _3 on clashes).
+
+    Anything that is not a list of path-bearing entries is returned as is, for the typed check to report."""
+    if not isinstance(entries, list):
+        return entries
+    entries = [{"path": e} if isinstance(e, str) else e for e in entries]
+    taken = {e["name"] for e in entries if isinstance(e, dict) and e.get("name")}
+    out = []
+    for e in entries:
+        if isinstance(e, dict) and not e.get("name") and "path" in e:
+            base = source_name(str(e["path"]))
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            taken.add(name)
+            e = {"name": name, **e}
+        out.append(e)
+    return out
+
+
 def _source(s: Any, base: Path | None, where: str) -> SourceSpec:
-    if isinstance(s, str):
-        s = {"path": s}
     if not isinstance(s, dict) or "path" not in s:
         raise DataError(f"{where}: a source needs at least a 'path' (file, glob, dir, hub id, or 'stdlib')")
     s = dict(s)
     _check_keys(where, s, SourceSpec)
-    s.setdefault("name", Path(str(s["path"]).rstrip("/*")).stem or str(s["path"]))
     kind = s.get("kind")
     url = "://" in str(s["path"])  # fsspec URLs (hf://datasets/..., s3://...) are never project-relative
     local = kind not in ("hub", "python_docs") and s["path"] not in ("stdlib", "site-packages") and not url

@@ -53,7 +53,7 @@ def test_show_other_size_of_the_projects_model_project_with_seq_len(tiny_project
 
 
 def test_show_124m_model_project_reads_as_124m_class(tmp_path):
-    result = forgather("model", "show", "--model-project", str(REPO / "projects/models/llama"),
+    result = forgather("model", "show", "--model-project", "llama",
                        "--model-config", "124M", cwd=tmp_path, probe_torch=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "TORCH_FREE"
@@ -134,8 +134,8 @@ def test_counts_print_as_people_quote_them():
 @pytest.mark.parametrize("args, needle", [
     (["--target-params", "12x"], "is not a parameter count"),
     (["--preset", "small", "--target-params", "1M"], "not allowed with argument"),
-    (["--model-project", str(REPO / "projects/models/llama"), "--model-config", "12M"], "did you mean '124M'"),
-    (["--model-project", str(REPO / "projects/models/llama")], "needs --model-config"),
+    (["--model-project", "llama", "--model-config", "12M"], "did you mean '124M'"),
+    (["--model-project", "llama"], "needs --model-config"),
     (["--architecture", "qwen3"], "--architecture applies to --preset"),
     ([], "or say which model: --model-project"),
 ])

@@ -131,3 +131,20 @@ def test_a_rewrite_with_the_same_size_and_time_changes_the_fingerprint(tmp_path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
     assert file_identity([str(path)]) != before
+
+
+def test_text_files_split_at_form_feed_lines_and_three_blank_lines(tmp_path):
+    (tmp_path / "a.md").write_text("# One\n\n\ntwo blank lines stay inside\n\f\n# Two\nbody\n\n\n\n# Three\n")
+    (tmp_path / "b.txt").write_text("a file without separators\n\nis one document\n")
+    s = load_source(SourceSpec("t", str(tmp_path)))
+    assert s.texts(0, 10) == ["# One\n\n\ntwo blank lines stay inside", "# Two\nbody", "# Three",
+                              "a file without separators\n\nis one document"]
+    assert s.ident["documents"] == "formfeed-or-3-blank-lines"  # the rule is part of the cache fingerprint
+
+
+def test_split_text_documents_keeps_a_blank_file_as_one_blank_document():
+    from forgather.data.sources import split_text_documents
+
+    assert split_text_documents("  \n") == ["  \n"]
+    assert split_text_documents("\f\nonly\n\f\n") == ["only"]
+    assert split_text_documents("\fnot a separator line") == ["\fnot a separator line"]

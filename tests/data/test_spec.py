@@ -101,3 +101,17 @@ def test_a_one_slash_path_is_the_project_directory_when_it_exists_else_a_hub_id(
 def test_a_source_cannot_set_the_internal_project_path(tmp_path):
     with pytest.raises(DataError, match="unknown key"):
         DataSpec.from_dict({"sources": [{"path": "a.jsonl", "project_path": "/etc"}]}, base_dir=tmp_path)
+
+
+def test_source_names_are_derived_from_paths_and_unique():
+    from forgather.data.spec import named_sources
+
+    named = named_sources(["a/books.txt", {"path": "b/books.txt"}, {"path": "data/*.jsonl"},
+                          {"name": "stdlib", "path": "x"}, {"path": "stdlib", "kind": "python_docs"}])
+    assert [e["name"] for e in named] == ["books", "books_2", "data", "stdlib", "stdlib_2"]
+
+
+def test_data_spec_accepts_sources_without_a_name(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    spec = DataSpec.from_dict({"sources": [{"path": "notes.txt"}, "notes.txt"]}, base_dir=tmp_path)
+    assert [s.name for s in spec.sources] == ["notes", "notes_2"]

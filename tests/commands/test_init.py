@@ -1,0 +1,74 @@
+"""`forgather init DIR`: a project anywhere, on the user's --data, that trains with `forgather train --init-model`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..conftest import WORDS
+
+
+def cli(*args: str, cwd: Path, timeout: int = 60) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter; stderr ends with whether torch was imported."""
+    code = ("import sys; from forgather.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'TORCH_FREE', file=sys.stderr); sys.exit(rc)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORGATHER_DATA_CACHE": str(cwd / "cache")}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def my_files(root: Path) -> None:
+    """A user's documents: a jsonl file and a markdown file holding several documents (3+ blank lines apart)."""
+    (root / "mine").mkdir()
+    lines = [json.dumps({"text": f"Row {i}: " + " ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(30))})
+             for i in range(40)]
+    (root / "mine" / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    notes = "\n\n\n\n".join(f"# Note {i}\n\n" + " ".join(WORDS[(i + j) % len(WORDS)] for j in range(40))
+                            for i in range(20))
+    (root / "mine" / "notes.md").write_text(notes)
+
+
+def test_init_writes_a_project_on_the_given_data_without_importing_torch(tmp_path):
+    my_files(tmp_path)
+    result = cli("init", "proj", "--data", "mine/rows.jsonl", "mine/notes.md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("TORCH_FREE")
+    tree = yaml.safe_load((tmp_path / "proj" / "project.yaml").read_text())
+    assert tree["extends"] == "base.yaml" and tree["model"]["project"] == "llama"
+    assert tree["data"]["sources"] == [{"path": str(tmp_path / "mine" / "rows.jsonl")},
+                                       {"path": str(tmp_path / "mine" / "notes.md")}]
+    assert "data.sources" in (tmp_path / "proj" / "README.md").read_text()
+
+
+def test_init_refuses_a_non_empty_directory_in_one_line(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    result = cli("init", "taken", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith("forgather: error: taken exists and is not empty")
+    assert len(result.stderr.splitlines()) == 2  # the error line and the torch marker
+    assert cli("init", "taken", "--force", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine" and (tmp_path / "taken" / "project.yaml").is_file()
+
+
+def test_init_refuses_an_unknown_model_and_a_missing_data_path(tmp_path):
+    assert "available: deepone, llama, qwen3" in cli("init", "a", "--model", "lama", cwd=tmp_path).stderr
+    assert "--data nope.txt: no such file" in cli("init", "b", "--data", "nope.txt", cwd=tmp_path).stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_created_project_trains(tmp_path):
+    my_files(tmp_path)
+    assert cli("init", "proj", "--data", "mine", "--vocab-size", "300", "--block-size", "64", cwd=tmp_path).returncode == 0
+    project = tmp_path / "proj"
+    result = cli("train", "--init-model", "--no-accelerator", "--max-steps", "2", "--batch-size", "2",
+                 cwd=project, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_config = yaml.safe_load((project / "output" / "config.yaml").read_text())
+    assert run_config["model"]["arch"]["max_position_embeddings"] == 64
+    assert list((project / "output" / "checkpoints").iterdir())

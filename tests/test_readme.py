@@ -1,0 +1,45 @@
+"""README's "Train on your own data" commands run as written on a tiny corpus (on CPU, in seconds)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from .conftest import REPO, WORDS
+
+
+def section_block(heading: str) -> str:
+    """The first fenced bash block under a `## heading` of README.md."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def test_train_on_your_own_data_commands_run(tmp_path):
+    docs = tmp_path / "my_docs"
+    docs.mkdir()
+    for i in range(3):  # .txt files of several documents each, three blank lines apart
+        (docs / f"part{i}.txt").write_text("\n\n\n\n".join(
+            " ".join(WORDS[(i * 5 + d + j) % len(WORDS)] for j in range(60)) for d in range(15)))
+    (tmp_path / "notes.md").write_text("\n\f\n".join(f"# Note {d}\n" + " ".join(WORDS[d:] + WORDS[:d])
+                                                      for d in range(20)))
+    script = f"set -e\nforgather() {{ {shlex.quote(sys.executable)} -m forgather.cli \"$@\"; }}\n"
+    script += section_block("Train on your own data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORGATHER_DATA_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (tmp_path / "my_project" / "output" / "config.yaml").is_file()
+    assert (tmp_path / "my_project" / "output_notes" / "config.yaml").is_file()
+
+
+def test_the_data_sources_example_names_what_its_comments_say():
+    import yaml
+
+    from forgather.data.spec import named_sources
+
+    text = (REPO / "README.md").read_text(encoding="utf-8").split("\n## Train on your own data\n", 1)[1]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    assert [s["name"] for s in named_sources(example["data"]["sources"])] == ["data", "books", "wiki"]
