@@ -102,7 +102,7 @@ def test_show_counts_a_tied_matrix_once_and_leaves_it_out_of_non_embedding(tmp_p
 
 
 def test_show_says_what_a_size_name_is_at_the_vocab_in_use(tmp_path):
-    result = forgather("model", "show", "--model-project", str(REPO / "projects/models/llama"), "--model-config",
+    result = forgather("model", "show", "--model-project", "llama", "--model-config",
                        "4M", "--vocab-size", "8192", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     total = parameter_counts(ModelSpec(architecture="llama", vocab_size=8192, hidden_size=64, num_layers=2,
@@ -113,14 +113,14 @@ def test_show_says_what_a_size_name_is_at_the_vocab_in_use(tmp_path):
 
 
 def test_show_in_a_project_names_the_model_projects_own_vocab(tiny_project):
-    set_in_project(tiny_project, "model", f"project: {REPO / 'projects/models/llama'}")
+    set_in_project(tiny_project, "model", "project: llama")
     set_in_project(tiny_project, "model", "config: 4M")
     set_in_project(tiny_project, "model", "arch: {vocab_size: 8192}")
     result = forgather("model", "show", cwd=tiny_project)
     assert result.returncode == 0, result.stderr
     assert "(model " in result.stdout and "/ 4M): 1.1M at vocab 8,192" in result.stdout
     assert "'4M' is its size at its model project's vocab 32,000" in result.stdout
-    at_its_own_vocab = forgather("model", "show", "--model-project", str(REPO / "projects/models/llama"),
+    at_its_own_vocab = forgather("model", "show", "--model-project", "llama",
                                  "--model-config", "4M", cwd=tiny_project)
     assert "is its size" not in at_its_own_vocab.stdout and "at vocab" not in at_its_own_vocab.stdout.splitlines()[0]
 
