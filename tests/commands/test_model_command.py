@@ -12,7 +12,7 @@ from forgather.commands.model import human_count, import_checkpoint, parameter_b
 from forgather.errors import ModelError
 from forgather.models.spec import ModelSpec, flops_per_token, parameter_counts, preset
 
-from ..conftest import REPO, set_in_project
+from ..conftest import set_in_project
 from . import forgather, one_line_error
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
