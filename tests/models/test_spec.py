@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from forgather.errors import ModelError
+from forgather.resources import MODELS_DIR
 from forgather.models.spec import (
     ARCHITECTURES,
     PRESETS,
@@ -21,7 +22,7 @@ from forgather.models.spec import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL_DIR = REPO / "projects" / "models"
+MODEL_DIR = MODELS_DIR  # the bundled model projects
 
 
 def test_spec_module_does_not_import_torch():
