@@ -38,6 +38,28 @@ def run(project: Path, *args: str, env: dict | None = None) -> subprocess.Comple
                           capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
+STARTED: list[Training] = []  # background runs of the current case, stopped after it whatever happened
+
+
+def start(project: Path, *args: str, nproc: int = 1) -> Training:
+    job = Training(project, *args, nproc=nproc)
+    STARTED.append(job)
+    return job
+
+
+def stop_leftovers() -> None:
+    """kill -9 what a case left running (a case that failed half-way), ranks first, before its dir goes."""
+    while STARTED:
+        job = STARTED.pop()
+        if job.proc.poll() is None:
+            ranks = job.ranks()
+            job.proc.kill()
+            for rank in ranks:
+                rank.kill()
+            psutil.wait_procs(ranks, timeout=30)
+            job.proc.wait(timeout=30)
+
+
 def checkpoints(project: Path) -> list[Path]:
     return sorted((project / "output" / "checkpoints").glob("step-*"))
 
@@ -54,8 +76,8 @@ def last_line(text: str) -> str:
 
 
 def case_sigterm(project: Path) -> tuple[bool, str]:
-    job = Training(project, "--init-model", "--max-steps", "100000", nproc=2)
-    job.wait_for(r"^step 3 ")
+    job = start(project, "--init-model", "--max-steps", "100000", nproc=2)
+    job.wait_for(r"^step 3/")
     job.proc.send_signal(signal.SIGTERM)
     status = job.finish()
     saved = re.search(r"stopped by signal at step (\d+)", job.output)
@@ -64,7 +86,7 @@ def case_sigterm(project: Path) -> tuple[bool, str]:
 
 
 def case_kill_rank(project: Path) -> tuple[bool, str]:
-    job = Training(project, "--init-model", "--max-steps", "100000", nproc=2)
+    job = start(project, "--init-model", "--max-steps", "100000", nproc=2)
     job.wait_for(r"saved checkpoint .*step-000004")
     job.ranks()[-1].kill()
     status = job.finish()
@@ -74,8 +96,8 @@ def case_kill_rank(project: Path) -> tuple[bool, str]:
 
 
 def case_kill_launcher(project: Path) -> tuple[bool, str]:
-    job = Training(project, "--init-model", "--max-steps", "100000", nproc=2)
-    job.wait_for(r"^step 2 ")
+    job = start(project, "--init-model", "--max-steps", "100000", nproc=2)
+    job.wait_for(r"^step 2/")
     ranks = job.ranks()
     started = time.monotonic()
     job.proc.kill()
@@ -88,7 +110,7 @@ def case_kill_launcher(project: Path) -> tuple[bool, str]:
 
 def case_kill_during_save(project: Path) -> tuple[bool, str]:
     set_in_project(project, "checkpoint", "save_every: 1")
-    job = Training(project, "--init-model", "--max-steps", "100000")
+    job = start(project, "--init-model", "--max-steps", "100000")
     job.wait_for(r"saved checkpoint .*step-000002")
     root = project / "output" / "checkpoints"
     deadline = time.monotonic() + 120
@@ -132,8 +154,8 @@ def case_all_damaged(project: Path) -> tuple[bool, str]:
 
 
 def case_two_writers(project: Path) -> tuple[bool, str]:
-    first = Training(project, "--init-model", "--max-steps", "100000")
-    first.wait_for(r"^step 2 ")
+    first = start(project, "--init-model", "--max-steps", "100000")
+    first.wait_for(r"^step 2/")
     second = run(project, "--max-steps", "3")
     first.proc.send_signal(signal.SIGTERM)
     first.finish()
@@ -169,6 +191,8 @@ def main() -> None:
                 ok, seen = case(project, Path(tmp)) if case is case_disk_full else case(project)
             except Exception as exc:  # noqa: BLE001 - a case that breaks is a failed case, reported in the table
                 ok, seen = False, f"{type(exc).__name__}: {str(exc)[:120]}"
+            finally:
+                stop_leftovers()
             seconds = time.monotonic() - started
         results[name] = {"ok": ok, "observed": seen, "seconds": seconds}
         rows.append(f"| {name} | {expected} | {seen} | {'ok' if ok else 'FAILED'} | {seconds:.0f} s |")
