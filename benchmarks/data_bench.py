@@ -51,7 +51,7 @@ def timed_prepare(spec: dict, single_threaded: bool) -> float:
 
 
 def corpus_tokens(corpus: Path, tokenizer: Path, cache: Path) -> int:
-    from forgather.data.loader import open_data
+    from forgather.data.opening import open_data
     from forgather.data.spec import DataSpec
 
     train = open_data(DataSpec.from_dict(spec_dict(corpus, tokenizer, cache))).train
@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from forgather.data.loader import ShardedLoader, open_data
+    from forgather.data.loader import ShardedLoader
+    from forgather.data.opening import open_data
     from forgather.data.spec import DataSpec
 
     rows, results = [], {}

@@ -43,7 +43,7 @@ def corpus_sources(name: str) -> list[dict]:
 
 def open_order(name: str, corpus: str, cache: Path):
     """Opened data whose training stream reads blocks in order `name` (uniform: forgather's, permuted later)."""
-    from forgather.data.loader import open_data
+    from forgather.data.opening import open_data
     from forgather.data.spec import DataSpec
 
     layout = {"shards": 1, "shuffle": False} if name == "stream" else {}

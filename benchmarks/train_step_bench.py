@@ -47,7 +47,7 @@ LR, BETAS, WEIGHT_DECAY, CLIP = 3e-4, (0.9, 0.95), 0.1, 1.0
 def load_blocks(corpus: Path, cache: Path, seq: int, count: int) -> dict[str, torch.Tensor]:
     """`count` packed blocks of length `seq` holding >= 2 documents each, collated ([count, seq] tensors)."""
     from forgather.data.collate import collate_blocks
-    from forgather.data.loader import open_data
+    from forgather.data.opening import open_data
     from forgather.data.spec import DataSpec
 
     spec = DataSpec.from_dict({

@@ -184,7 +184,7 @@ def run_eval(options: EvalOptions, rank: int = 0, world: int = 1, local_rank: in
              device: Any = "cpu") -> dict[str, Any]:
     """Load the model, open the data, evaluate this rank's share, and return the all-reduced summary."""
     from .config import read_config
-    from .data.loader import open_data
+    from .data.opening import open_data
     from .data.tokenizer import check_vocab
     from .dist.sync import barrier
     from .eval_target import load_model

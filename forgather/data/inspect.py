@@ -55,7 +55,7 @@ def documents_per_batch(stream, batch_size: int, batches: int) -> list[int]:
 def show(spec: DataSpec, block: int = 0, max_chars: int = 2000, batch_size: int = 8, batches: int = 50,
          out: TextIO | None = None) -> str:
     """Sources, probabilities, tokenizer, shard layout, fill, documents per batch and a decoded sample block."""
-    from .loader import open_data
+    from .opening import open_data
 
     data = open_data(spec)
     train = data.train

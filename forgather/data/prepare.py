@@ -92,7 +92,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(spec: DataSpec, messages: Any) -> None:
-    from .loader import open_data
+    from .opening import open_data
 
     _WORKER["data"], _WORKER["messages"] = open_data(spec), messages
 
@@ -104,7 +104,7 @@ def _build_one(shard: int) -> list[dict]:
 
 def prepare_in_process(spec: DataSpec, out: TextIO | None = None) -> str:
     """Build every chunk here (a pool over shards when data.num_workers > 1); returns the summary."""
-    from .loader import open_data
+    from .opening import open_data
 
     start = time.monotonic()
     data = open_data(spec)  # trains the tokenizer first if needed, so workers only load it
@@ -137,7 +137,7 @@ def prepare_rank(spec: DataSpec, rank: int, world: int, out: TextIO | None = Non
     """Build the shards rank r of W owns (and, on rank 0, the validation stream); the summary on rank 0."""
     import torch.distributed as dist
 
-    from .loader import open_data
+    from .opening import open_data
     from .shards import check_world_size
 
     check_world_size(spec.shards, world)

@@ -45,7 +45,7 @@ def data_spec(config: RunConfig, batch_size: int) -> DataSpec:
 def open_rank_data(spec: DataSpec, info: DistInfo, reads_data: bool) -> Any:
     """Open tokenizer and streams. A tokenizer trained on the fly is trained by each node's local rank 0 while the
     others wait; chunks are packed (or read from the cache) later, by each rank for its own shards only."""
-    from ..data.loader import open_data
+    from ..data.opening import open_data
 
     data = open_data(spec) if reads_data and info.local_rank == 0 else None
     barrier()

@@ -35,7 +35,7 @@ def small_spec(cache_dir, block_size: int = 128, mode: str = "cached", seed: int
 @pytest.fixture(scope="session")
 def small_data(shared_data, tmp_path_factory):
     """Opened small spec (cached mode), shared by the read-only tests of this session."""
-    from forgather.data.loader import open_data
+    from forgather.data.opening import open_data
 
     return open_data(small_spec(tmp_path_factory.mktemp("cache")))
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from forgather.data.loader import open_data
+from forgather.data.opening import open_data
 from forgather.errors import DataError
 
 from ..conftest import tiny_spec

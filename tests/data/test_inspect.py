@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forgather.data.inspect import render_block, show
-from forgather.data.loader import open_data
+from forgather.data.opening import open_data
 
 from ..conftest import tiny_spec
 

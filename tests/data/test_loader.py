@@ -9,7 +9,8 @@ import torch
 
 from forgather.data.collate import KEYS
 from forgather.data.loader import (OnePassLoader, ShardedLoader, build_train_loader, build_val_loader, merge_states,
-                                   open_data, prefetched)
+                                   prefetched)
+from forgather.data.opening import open_data
 from forgather.errors import DataError
 
 from ..conftest import tiny_spec

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from forgather.data.inspect import documents_per_batch
-from forgather.data.loader import open_data
+from forgather.data.opening import open_data
 from forgather.data.shards import Cursor
 from forgather.errors import DataError
 

@@ -51,7 +51,8 @@ def test_vocab_larger_than_embedding():
 
 
 def test_open_data_trains_saves_and_reuses_a_tokenizer_on_python_docs(tmp_path):
-    from forgather.data.loader import build_train_loader, open_data
+    from forgather.data.loader import build_train_loader
+    from forgather.data.opening import open_data
     from forgather.data.spec import DataSpec, default_sources
 
     spec = DataSpec(sources=default_sources(max_documents=15), block_size=64, cache_dir=str(tmp_path),

@@ -8,7 +8,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from forgather.data.loader import open_data
+from forgather.data.opening import open_data
 from forgather.data.spec import DataSpec
 from forgather.dist.setup import DistInfo
 from forgather.train.assemble import build_loaders

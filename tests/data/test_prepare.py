@@ -1,0 +1,39 @@
+"""`data prepare` in one process or a pool: no torch to import, and the pool's cache == one process's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PREPARE_WITHOUT_TORCH = """
+import json, sys
+from forgather.data.prepare import prepare_in_process
+from forgather.data.spec import DataSpec
+prepare_in_process(DataSpec.from_dict(json.loads(sys.argv[1])), out=sys.stderr)
+print(json.dumps(sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))))
+"""
+
+
+def _spec_dict(corpus: Path, cache: Path, workers: int) -> dict:
+    return {"sources": [{"path": str(corpus / "docs.jsonl")}], "tokenizer": {"path": str(corpus / "tokenizer.json")},
+            "block_size": 64, "pack_window": 8, "seed": 7, "shards": 4, "chunk_tokens": 2048, "mode": "cached",
+            "cache_dir": str(cache), "num_workers": workers}
+
+
+def _cache_files(cache: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*.npy"))}
+
+
+def test_prepare_and_its_pool_never_import_torch_and_build_the_same_cache(tiny_corpus, tmp_path):
+    # Every worker of the pool is a fresh interpreter: importing torch there cost ~2 s per process for nothing.
+    caches = {}
+    for workers in (1, 2):
+        cache = tmp_path / f"cache{workers}"
+        done = subprocess.run([sys.executable, "-c", PREPARE_WITHOUT_TORCH,
+                               json.dumps(_spec_dict(tiny_corpus, cache, workers))],
+                              capture_output=True, text=True, timeout=300, check=True)
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == [], done.stdout
+        caches[workers] = _cache_files(cache)
+    assert caches[1] and caches[1] == caches[2]
