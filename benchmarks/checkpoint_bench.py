@@ -5,11 +5,11 @@ Usage: python -m benchmarks.checkpoint_bench [--repeats N] [--json FILE]
 
 1. 124M Llama + AdamW, one process: time the loop waits per save, synchronous (stage + write + hash + publish)
    against asynchronous (stage only; the rest runs on the background thread). Goal: async ≤ 10% of sync.
-2. Under torchrun, 2 gloo ranks, FSDP2, a ~0.8B-parameter Llama with AdamW: each rank's peak RSS above its
+2. Under torchrun, 2 gloo ranks, FSDP2, a ~0.5B-parameter Llama with AdamW: each rank's peak RSS above its
    resident baseline while saving and then resuming, for the sharded path against the full-gather path the
    checkpoints used before (weights gathered to rank 0 and cloned for one model.safetensors; every rank
-   reading the whole file at resume). Goal: sharded ≤ 0.6× full gather. (~0.8B so that the full gather fits
-   in 24 GiB beside the two ranks' shards and optimizer moments.)
+   reading the whole file at resume). Goal: sharded ≤ 0.6× full gather. (~0.5B: at 0.84B the full-gather
+   path was killed for memory on a 24 GiB machine, beside the two ranks' shards and optimizer moments.)
 3. sha256 throughput (what a save costs per GiB written, and a resume per GiB verified).
 """
 

@@ -1,4 +1,4 @@
-"""Run under torchrun (2 gloo ranks) by checkpoint_bench: peak RSS of each rank while a ~0.8B FSDP2 Llama with
+"""Run under torchrun (2 gloo ranks) by checkpoint_bench: peak RSS of each rank while a ~0.5B FSDP2 Llama with
 AdamW saves and resumes, by the sharded path (`sharded`) or the full-gather path checkpoints used before
 (`full_gather`). Prints one `RSS {...}` JSON line per rank."""
 
@@ -26,7 +26,7 @@ from forgather.models.spec import ModelSpec, parameter_counts  # noqa: E402
 from forgather.models.transformer import build_model, materialize  # noqa: E402
 from forgather.train.precision import fsdp_mixed_precision, plan_precision  # noqa: E402
 
-SPEC = ModelSpec.from_dict({"architecture": "llama", "vocab_size": 32000, "hidden_size": 2048, "num_layers": 16,
+SPEC = ModelSpec.from_dict({"architecture": "llama", "vocab_size": 32000, "hidden_size": 2048, "num_layers": 8,
                             "num_heads": 16, "num_kv_heads": 4, "intermediate_size": 5504})
 GIB = 2**30
 
@@ -86,6 +86,7 @@ def main() -> None:
     for p in model.parameters():  # AdamW's moments exist after a step: give every parameter a gradient
         p.grad = torch.zeros_like(p)
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # a save happens between steps, without gradients (and 24 GiB is tight)
     meter = PeakRss()
     baseline = meter.reset()
     if path == "sharded":

@@ -87,8 +87,12 @@ def _optimizer_tensors(osd: dict) -> list[tuple[str, torch.Tensor]]:
 
 def stage_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                      trainer_state: dict, data_state: dict, config_text: str, write_model_files: WriteModelFiles,
-                     pin_memory: bool = False) -> StagedSave:
-    """Collective: copy this rank's part of the checkpoint to host memory (the only part training waits for)."""
+                     pin_memory: bool = False, copy: bool = True) -> StagedSave:
+    """Collective: copy this rank's part of the checkpoint to host memory (the only part training waits for).
+
+    copy=False (a save written at once, on this thread, while the loop waits) keeps references to the live
+    tensors instead: writing then streams them to disk without a second copy of the rank's state in memory.
+    """
     from ..models.hf import to_hf_key
 
     root = Path(root)
@@ -96,9 +100,9 @@ def stage_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.o
     sync.from_rank0(lambda: _prepare(root, layout.tmp_dir(root, step)))  # doubles as the barrier before writes
     weights = get_model_state_dict(model)  # this rank's shards under FSDP2, no gather
     named = [(to_hf_key(k), v) for k, v in weights.items()]
-    model_part = stage(named, pin_memory) if (sharded or rank == 0) else ({}, {})
+    model_part = stage(named, pin_memory, copy) if (sharded or rank == 0) else ({}, {})
     osd = get_optimizer_state_dict(model, optimizer)
-    opt_part = stage(_optimizer_tensors(osd), pin_memory) if (sharded or rank == 0) else ({}, {})
+    opt_part = stage(_optimizer_tensors(osd), pin_memory, copy) if (sharded or rank == 0) else ({}, {})
     staged = StagedSave(root, step, rank, world, sharded, model_part, opt_part, capture_rng())
     if rank == 0:
         staged.rank0 = {"trainer_state": _json_text(trainer_state, "trainer_state"),
@@ -226,5 +230,5 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
                     write_model_files: WriteModelFiles) -> Path:
     """Collective: stage and write step-NNNNNN under root, on this thread; its path (the same on every rank)."""
     staged = stage_checkpoint(root, step, model, optimizer, trainer_state=trainer_state, data_state=data_state,
-                              config_text=config_text, write_model_files=write_model_files)
+                              config_text=config_text, write_model_files=write_model_files, copy=False)
     return write_staged(staged)

@@ -44,36 +44,73 @@ class RankPart:
     tensors: dict[str, dict] = field(default_factory=dict)  # name → {"shape", "dtype", "start", "stop"}
 
 
-def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False) -> tuple[dict[str, Tensor], dict[str, dict]]:
-    """Copy this rank's rows of every tensor to host memory now (so training may go on changing them); returns
-    (host tensors to write, their metadata). Tensors this rank does not write (replicas) are skipped."""
+def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False,
+          copy: bool = True) -> tuple[dict[str, Tensor], dict[str, dict]]:
+    """This rank's rows of every tensor, to write; returns (tensors to write, their metadata). Tensors this rank
+    does not write (replicas) are skipped. copy=True snapshots them in host memory now, so training may go on
+    changing them (async saves); copy=False keeps the live rows (a save the loop waits for: no second copy)."""
     host: dict[str, Tensor] = {}
     meta: dict[str, dict] = {}
     for name, tensor in named:
         local, start, stop, writer = local_rows(tensor.detach())
         if not writer:
             continue
-        copy = torch.empty(local.shape, dtype=local.dtype, pin_memory=pin and local.is_cuda)
-        copy.copy_(local, non_blocking=pin and local.is_cuda)
-        host[name] = copy
+        if copy:
+            snapshot = torch.empty(local.shape, dtype=local.dtype, pin_memory=pin and local.is_cuda)
+            snapshot.copy_(local, non_blocking=pin and local.is_cuda)
+            local = snapshot
+        host[name] = local
         meta[name] = {"shape": list(tensor.shape), "dtype": str(local.dtype).removeprefix("torch."),
                       "start": start, "stop": stop}
-    if pin and torch.cuda.is_available():
+    if copy and pin and torch.cuda.is_available():
         torch.cuda.synchronize()  # the non_blocking copies above must land before the tensors are used
     return host, meta
 
 
-def write_rank_file(directory: Path, rank: int, world: int, host: dict[str, Tensor], meta: dict[str, dict]) -> RankPart:
-    """Write this rank's staged rows into its file (hashed as written: one read of the bytes, no re-read)."""
-    from safetensors.torch import save
+# safetensors' dtype names (its format spec); the file is written here tensor by tensor instead of through
+# safetensors.torch.save, which builds the whole file as one bytes object: a second copy of the rank's state.
+_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3",
+                       torch.float8_e5m2: "F8_E5M2"}
 
+
+def _safetensors_header(host: dict[str, Tensor], names: list[str]) -> bytes:
+    entries: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name in names:
+        t = host[name]
+        if t.dtype not in _SAFETENSORS_DTYPES:
+            raise CheckpointError(f"tensor {name}: dtype {t.dtype} cannot be stored in safetensors")
+        size = t.numel() * t.element_size()
+        entries[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                         "data_offsets": [offset, offset + size]}
+        offset += size
+    header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    header += b" " * (-len(header) % 8)  # the data that follows starts 8-byte aligned, as safetensors writes it
+    return len(header).to_bytes(8, "little") + header
+
+
+def write_rank_file(directory: Path, rank: int, world: int, host: dict[str, Tensor], meta: dict[str, dict]) -> RankPart:
+    """Write this rank's rows into its safetensors file one tensor at a time, hashing the bytes as they are written
+    (one pass, no re-read, never the whole file in memory)."""
     if not host:
         return RankPart(file=None, tensors=meta)
     name = shard_file_name(rank, world)
-    payload = save({k: v.contiguous() for k, v in host.items()}, metadata={"format": "pt"})
+    names = sorted(host)
+    header = _safetensors_header(host, names)
+    digest, size = hashlib.sha256(header), len(header)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / name).write_bytes(payload)
-    return RankPart(file=name, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload), tensors=meta)
+    with open(directory / name, "wb") as out:
+        out.write(header)
+        for tensor_name in names:
+            t = host[tensor_name].detach()
+            t = (t if t.device.type == "cpu" else t.cpu()).contiguous()  # one tensor on the host at a time
+            data = t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else memoryview(b"")
+            out.write(data)
+            digest.update(data)
+            size += data.nbytes
+    return RankPart(file=name, sha256=digest.hexdigest(), size=size, tensors=meta)
 
 
 def layout_of(parts: list[RankPart]) -> dict:

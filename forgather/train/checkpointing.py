@@ -117,7 +117,8 @@ class RunCheckpointer:
         staged = checkpoint.stage_checkpoint(
             self.root, step, model, optimizer, trainer_state={**trainer_state, "weights_finite": True},
             data_state=data_state, config_text=self.config_text, write_model_files=self.write_model_files,
-            pin_memory=self.info.device.type == "cuda")
+            pin_memory=self.info.device.type == "cuda",
+            copy=self.config.checkpoint.async_save)  # written here at once: stream the live tensors, no copy
         self.saves += 1
         export = self.saves % self.config.checkpoint.export_every == 0 if self.config.checkpoint.export_every else False
 
