@@ -61,7 +61,8 @@ def stop_leftovers() -> None:
 
 
 def checkpoints(project: Path) -> list[Path]:
-    return sorted((project / "output" / "checkpoints").glob("step-*"))
+    """Published checkpoints only (a save in flight or killed is a step-NNNNNN.tmp dir)."""
+    return sorted(p for p in (project / "output" / "checkpoints").glob("step-*") if re.fullmatch(r"step-\d+", p.name))
 
 
 def corrupt(path: Path) -> None:
@@ -196,7 +197,7 @@ def main() -> None:
             seconds = time.monotonic() - started
         results[name] = {"ok": ok, "observed": seen, "seconds": seconds}
         rows.append(f"| {name} | {expected} | {seen} | {'ok' if ok else 'FAILED'} | {seconds:.0f} s |")
-        print(rows[-1], flush=True)
+        print(rows[-1], flush=True, file=sys.stderr)  # live progress; the table goes to stdout
     print("\n| case | expected | observed | result | time |\n|---|---|---|---|---|\n" + "\n".join(rows))
     write_json(args.json, {"results": results})
     sys.exit(0 if all(r["ok"] for r in results.values()) else 1)
