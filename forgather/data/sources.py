@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ..errors import DataError
 from . import python_docs
 from .fingerprint import digest, local_file_identity
-from .parquet_source import ParquetSource, is_url, open_parquet_source
+from .parquet_source import ParquetSource, is_url, open_parquet_source, read_parquet_column
 from .source_files import SourceStats, decode_utf8, resolve_files, split_range
 from .spec import DataSpec, SourceSpec
 
@@ -78,6 +78,11 @@ def load_source(spec: SourceSpec, cache_root: Path | None = None, lazy: bool = F
         files = resolve_files(spec, kind)
         column = _read_text_files(files, stats)
         ident = {"kind": kind, "files": file_identity(files), "documents": TEXT_RULE}
+        column = _limit(column, spec)
+    elif kind == "parquet":  # local files read whole (cached mode); nulls are blank documents, as when lazy
+        files = resolve_files(spec, kind)
+        column = _text_typed(spec, read_parquet_column(spec, files))
+        ident = {"kind": kind, "files": file_identity(files)}
         column = _limit(column, spec)
     else:
         column, ident = _read_with_datasets(spec, kind)
@@ -143,7 +148,7 @@ def _read_text_files(files: list[str], stats: SourceStats) -> pa.ChunkedArray:
 
 
 def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, dict]:
-    """Load parquet/jsonl/arrow dirs/hub ids via `datasets` and return the text column."""
+    """Load jsonl files, saved dataset dirs and hub ids via `datasets` and return the text column."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -166,7 +171,7 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
             ident = {"kind": kind, "hub": spec.path, "config": spec.hub_config, "fingerprint": ds._fingerprint}
         else:
             files = resolve_files(spec, kind)
-            if _all_empty(files, kind):
+            if _all_empty(files):
                 raise DataError(f"source {spec.name!r} ({spec.path}) has no documents: every file is empty")
             builder = "json" if kind == "jsonl" else kind
             ds = datasets.load_dataset(builder, data_files={"train": files}, split=spec.split)
@@ -189,10 +194,8 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
                         f"{', '.join(ds.column_names)}; set text_column")
     if ds._indices is not None:
         ds = ds.flatten_indices()
-    column = ds.data.table.column(spec.text_column) if hasattr(ds.data, "table") else ds.data.column(spec.text_column)
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-            or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) or pa.types.is_null(column.type)):
-        raise DataError(f"source {spec.name!r}: column {spec.text_column!r} in {spec.path} holds {column.type}, not text")
+    column = _text_typed(spec, ds.data.table.column(spec.text_column) if hasattr(ds.data, "table")
+                         else ds.data.column(spec.text_column))
     if pa.types.is_null(column.type) or column.null_count:
         where = _file_missing_column(files, kind, spec.text_column) or spec.path
         raise DataError(f"source {spec.name!r}: {column.null_count} record(s) in {where} have no "
@@ -200,19 +203,22 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
     return column, ident
 
 
-def _all_empty(files: list[str], kind: str) -> bool:
-    """True when no file holds a record (datasets fails obscurely on empty parquet files)."""
-    import pyarrow.parquet as pq
+def _text_typed(spec: SourceSpec, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column itself if it holds text (string or bytes, or only nulls); DataError naming its type otherwise."""
+    t = column.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t)):
+        raise DataError(f"source {spec.name!r}: column {spec.text_column!r} in {spec.path} holds {t}, not text")
+    return column
 
+
+def _all_empty(files: list[str]) -> bool:
+    """True when no (jsonl) file holds a record (datasets fails obscurely on empty files)."""
     for f in files:
-        if kind == "parquet":
-            if pq.ParquetFile(f).metadata.num_rows > 0:
-                return False
-        else:
-            with open(f, "rb") as fh:  # stop at the first non-blank chunk: files can be many GB
-                for chunk in iter(lambda: fh.read(1 << 16), b""):
-                    if chunk.strip():
-                        return False
+        with open(f, "rb") as fh:  # stop at the first non-blank chunk: files can be many GB
+            for chunk in iter(lambda: fh.read(1 << 16), b""):
+                if chunk.strip():
+                    return False
     return True
 
 
@@ -220,14 +226,8 @@ def _file_missing_column(files: list[str], kind: str, column: str) -> str | None
     """Name the first file lacking the column (or holding a record without it); None if unknown."""
     import json
 
-    import pyarrow.parquet as pq
-
     for f in files:
-        if kind == "parquet":
-            t = pq.read_table(f)
-            if column not in t.column_names or t.column(column).null_count:
-                return f"{f}"
-        elif kind == "jsonl":
+        if kind == "jsonl":
             with open(f, "rb") as fh:
                 for i, line in enumerate(fh, 1):
                     if line.strip():
