@@ -76,7 +76,7 @@ def main() -> None:
         tokens = corpus_tokens(args.corpus, args.tokenizer, tmp / "count")  # also warms the datasets arrow cache
         results["corpus_tokens"] = tokens
 
-        # 1. prepare: one process vs a pool of two, each tokenizer single-threaded (the sharding's own scaling),
+        # 1. prepare: one process vs two (itself and a spawned helper), each tokenizer single-threaded (the sharding's own scaling),
         # then with the tokenizers library's threads on (what a user gets by default); runs alternate.
         for threaded in (False, True):
             times: dict[int, list[float]] = {1: [], 2: []}
@@ -90,7 +90,7 @@ def main() -> None:
             key = "threads" if threaded else "one_core"
             results[f"prepare_{key}"] = {"tokens_per_s": rate, "speedup_2_vs_1": ratio}
             label = "tokenizer threads on" if threaded else "one core per process (TOKENIZERS_PARALLELISM=false)"
-            rows.append((f"prepare, {label}: 1 process → 2-process pool over shards",
+            rows.append((f"prepare, {label}: 1 process → 2 processes over shards",
                          f"{rate[1]['median']:,.0f} → {rate[2]['median']:,.0f} tokens/s; speedup "
                          f"{ratio['median']:.2f}× median of {args.repeats} paired runs"))
 

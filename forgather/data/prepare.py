@@ -2,7 +2,7 @@
 
 Three ways, one result (a chunk's bytes do not depend on who builds it):
 - in this process (data.num_workers ≤ 1);
-- a pool of data.num_workers processes, each building whole shards;
+- in data.num_workers processes (this one and spawned helpers), each building whole shards;
 - under torchrun (`forgather data prepare --nproc-per-node N [--nnodes ...]`): rank r of W builds the
   shards s ≡ r (mod W), the ones it will read when training on W ranks; rank 0 also builds the
   validation stream and prints progress and the summary.
@@ -11,6 +11,8 @@ Three ways, one result (a chunk's bytes do not depend on who builds it):
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
+import queue
 import sys
 import time
 from pathlib import Path
@@ -86,41 +88,97 @@ def summarise(label: str, rows: list[dict], block_size: int) -> str:
             f"{spread}")
 
 
-# -- a pool of processes, whole shards each ----------------------------------------------------------------
-
-_WORKER: dict[str, Any] = {}
+# -- this process and helper processes, whole shards each ------------------------------------------------------
 
 
-def _init_worker(spec: DataSpec, messages: Any) -> None:
-    from .opening import open_data
+def _claim(counter: Any, order: list[int]) -> int | None:
+    """The next unbuilt shard in `order`, or None when every shard is taken (shared by all builders)."""
+    with counter.get_lock():
+        i = counter.value
+        counter.value += 1
+    return order[i] if i < len(order) else None
 
-    _WORKER["data"], _WORKER["messages"] = open_data(spec), messages
+
+def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any) -> None:
+    """A helper process: open the data itself, then build shards until none is left, sending progress and rows."""
+    try:
+        from .opening import open_data
+
+        train = open_data(spec).train
+        while (shard := _claim(counter, order)) is not None:
+            rows = build_shards(train, [shard], lambda d, t: results.put(("progress", d, t)))
+            results.put(("rows", rows))
+    except BaseException as exc:  # reaches the parent, which raises it
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        results.put(("error", exc))
 
 
-def _build_one(shard: int) -> list[dict]:
-    messages = _WORKER["messages"]
-    return build_shards(_WORKER["data"].train, [shard], lambda d, t: messages.put((d, t)))
+def build_shards_in_processes(spec: DataSpec, train: Any, processes: int, report: Progress) -> list[dict]:
+    """Every shard built by this process and processes−1 spawned helpers, each taking the next shard when free.
+
+    This process builds from the start while the helpers start and open the data (about a second each),
+    so no builder waits for another.
+    Spawned, not forked: a fresh interpreter inherits no threads (pyarrow's, the tokenizer's) or their locks.
+    """
+    ctx = mp.get_context("spawn")
+    order = list(range(train.shards))
+    counter, results = ctx.Value("i", 0), ctx.Queue()
+    helpers = [ctx.Process(target=_helper, args=(spec, counter, order, results), daemon=True)
+               for _ in range(min(processes, train.shards) - 1)]
+    rows: list[dict] = []
+
+    def drain(timeout: float | None = None) -> None:
+        while True:
+            try:
+                kind, *payload = results.get(timeout=timeout) if timeout else results.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "error":
+                raise payload[0]
+            if kind == "progress":
+                report(*payload)
+            else:
+                rows.extend(payload[0])
+            timeout = None
+
+    try:
+        for helper in helpers:
+            helper.start()
+
+        def progress(documents: int, tokens: int) -> None:
+            report(documents, tokens)
+            drain()
+
+        while (shard := _claim(counter, order)) is not None:
+            rows.extend(build_shards(train, [shard], progress))
+        while len(rows) < train.shards:
+            drain(timeout=0.5)
+            dead = [h.exitcode for h in helpers if h.exitcode not in (None, 0)]
+            if dead and len(rows) < train.shards:
+                drain()
+                if len(rows) < train.shards:
+                    raise RuntimeError(f"a data prepare helper process died (exit status {dead[0]})")
+    finally:
+        for helper in (h for h in helpers if h.pid is not None):  # started ones (a start can fail)
+            if helper.is_alive():
+                helper.terminate()
+            helper.join()
+    return sorted(rows, key=lambda r: r["shard"])
 
 
 def prepare_in_process(spec: DataSpec, out: TextIO | None = None) -> str:
-    """Build every chunk here (a pool over shards when data.num_workers > 1); returns the summary."""
+    """Build every chunk here (with helper processes when data.num_workers > 1); returns the summary."""
     from .opening import open_data
 
     start = time.monotonic()
-    data = open_data(spec)  # trains the tokenizer first if needed, so workers only load it
+    data = open_data(spec)  # trains the tokenizer first if needed, so helpers only load it
     train = data.train
     report = RateReporter("prepare", sum(train.counts), out)
     if spec.num_workers > 1 and train.shards > 1:
-        ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or tokenizer state
-        messages = ctx.Queue()
-        with ctx.Pool(min(spec.num_workers, train.shards), _init_worker, (spec, messages)) as pool:
-            pending = pool.map_async(_build_one, range(train.shards))
-            while not pending.ready() or not messages.empty():
-                try:
-                    report(*messages.get(timeout=0.2))
-                except Exception:  # queue.Empty: nothing new yet
-                    continue
-            rows = [row for part in pending.get() for row in part]
+        rows = build_shards_in_processes(spec, train, spec.num_workers, report)
     else:
         rows = build_shards(train, list(range(train.shards)), report)
     lines = [summarise("train", rows, spec.block_size)]

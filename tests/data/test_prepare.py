@@ -1,4 +1,4 @@
-"""`data prepare` in one process or a pool: no torch to import, and the pool's cache == one process's."""
+"""`data prepare` in one process or with helper processes: no torch to import, and the same cache either way."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def _cache_files(cache: Path) -> dict[str, bytes]:
     return {str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*.npy"))}
 
 
-def test_prepare_and_its_pool_never_import_torch_and_build_the_same_cache(tiny_corpus, tmp_path):
-    # Every worker of the pool is a fresh interpreter: importing torch there cost ~2 s per process for nothing.
+def test_prepare_and_its_helpers_never_import_torch_and_build_the_same_cache(tiny_corpus, tmp_path):
+    # Every helper is a fresh interpreter: importing torch there cost ~2 s per process for nothing.
     caches = {}
     for workers in (1, 2):
         cache = tmp_path / f"cache{workers}"
@@ -37,3 +37,29 @@ def test_prepare_and_its_pool_never_import_torch_and_build_the_same_cache(tiny_c
         assert json.loads(done.stdout.strip().splitlines()[-1]) == [], done.stdout
         caches[workers] = _cache_files(cache)
     assert caches[1] and caches[1] == caches[2]
+
+
+def test_a_helper_process_failure_reaches_the_caller(tiny_corpus, tmp_path):
+    # The helpers open the data themselves: give them a spec whose tokenizer is missing, this process a good
+    # stream, and hold this process's own building until the helper has exited, so its error must be reported.
+    import multiprocessing
+    import time
+
+    import pytest
+
+    from forgather.data.opening import open_data
+    from forgather.data.prepare import build_shards_in_processes
+    from forgather.data.spec import DataSpec
+    from forgather.errors import DataError
+
+    good = _spec_dict(tiny_corpus, tmp_path / "cache", 2)
+    train = open_data(DataSpec.from_dict(good)).train
+    bad = DataSpec.from_dict({**good, "tokenizer": {"path": str(tmp_path / "missing.json")}})
+
+    def wait_for_helpers(documents: int, tokens: int) -> None:
+        deadline = time.monotonic() + 120
+        while multiprocessing.active_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    with pytest.raises(DataError, match="missing.json"):
+        build_shards_in_processes(bad, train, 2, wait_for_helpers)
