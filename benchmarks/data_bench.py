@@ -73,11 +73,12 @@ def main() -> None:
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        tokens = corpus_tokens(args.corpus, args.tokenizer, tmp / "count")  # also warms the datasets arrow cache
+        tokens = corpus_tokens(args.corpus, args.tokenizer, tmp / "count")  # also warms the page cache
         results["corpus_tokens"] = tokens
 
-        # 1. prepare: one process vs two (itself and a spawned helper), each tokenizer single-threaded (the sharding's own scaling),
-        # then with the tokenizers library's threads on (what a user gets by default); runs alternate.
+        # 1. prepare: one process vs two (itself and a spawned helper), each tokenizer single-threaded (the
+        # sharding's own scaling), then with the tokenizers library's threads on (what a user gets by default);
+        # runs alternate.
         for threaded in (False, True):
             times: dict[int, list[float]] = {1: [], 2: []}
             for r in range(args.repeats):

@@ -10,7 +10,8 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "save_checkpoint": "save", "stage_checkpoint": "save", "write_staged": "save", "load_checkpoint": "load",
+    "save_checkpoint": "save", "stage_checkpoint": "save", "write_staged": "save", "StagingBuffers": "save",
+    "load_checkpoint": "load",
     "find_latest": "manifest", "find_latest_verified": "manifest",
     "verify_manifest": "manifest", "apply_retention": "retention", "has_checkpoints": "layout",
 }

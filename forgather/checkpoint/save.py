@@ -51,6 +51,14 @@ def is_sharded(model: nn.Module) -> bool:
 
 
 @dataclass
+class StagingBuffers:
+    """Host tensors that async saves copy this rank's rows into, reused by every save of a run (see stage)."""
+
+    model: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
 class StagedSave:
     """One rank's copy of everything a checkpoint holds, ready to be written without the live tensors."""
 
@@ -87,11 +95,13 @@ def _optimizer_tensors(osd: dict) -> list[tuple[str, torch.Tensor]]:
 
 def stage_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                      trainer_state: dict, data_state: dict, config_text: str, write_model_files: WriteModelFiles,
-                     pin_memory: bool = False, copy: bool = True) -> StagedSave:
+                     pin_memory: bool = False, copy: bool = True,
+                     buffers: StagingBuffers | None = None) -> StagedSave:
     """Collective: copy this rank's part of the checkpoint to host memory (the only part training waits for).
 
     copy=False (a save written at once, on this thread, while the loop waits) keeps references to the live
     tensors instead: writing then streams them to disk without a second copy of the rank's state in memory.
+    `buffers` are the previous save's host copies, to copy into; its write must have finished.
     """
     from ..models.hf import to_hf_key
 
@@ -100,9 +110,10 @@ def stage_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.o
     sync.from_rank0(lambda: _prepare(root, layout.tmp_dir(root, step)))  # doubles as the barrier before writes
     weights = get_model_state_dict(model)  # this rank's shards under FSDP2, no gather
     named = [(to_hf_key(k), v) for k, v in weights.items()]
-    model_part = stage(named, pin_memory, copy) if (sharded or rank == 0) else ({}, {})
+    model_part = stage(named, pin_memory, copy, buffers.model if buffers else None) if (sharded or rank == 0) else ({}, {})
     osd = get_optimizer_state_dict(model, optimizer)
-    opt_part = stage(_optimizer_tensors(osd), pin_memory, copy) if (sharded or rank == 0) else ({}, {})
+    opt_part = (stage(_optimizer_tensors(osd), pin_memory, copy, buffers.optimizer if buffers else None)
+                if (sharded or rank == 0) else ({}, {}))
     staged = StagedSave(root, step, rank, world, sharded, model_part, opt_part, capture_rng())
     if rank == 0:
         staged.rank0 = {"trainer_state": _json_text(trainer_state, "trainer_state"),

@@ -44,11 +44,16 @@ class RankPart:
     tensors: dict[str, dict] = field(default_factory=dict)  # name → {"shape", "dtype", "start", "stop"}
 
 
-def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False,
-          copy: bool = True) -> tuple[dict[str, Tensor], dict[str, dict]]:
+def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False, copy: bool = True,
+          reuse: dict[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict[str, dict]]:
     """This rank's rows of every tensor, to write; returns (tensors to write, their metadata). Tensors this rank
     does not write (replicas) are skipped. copy=True snapshots them in host memory now, so training may go on
-    changing them (async saves); copy=False keeps the live rows (a save the loop waits for: no second copy)."""
+    changing them (async saves); copy=False keeps the live rows (a save the loop waits for: no second copy).
+
+    `reuse` (name → host tensor, kept by the caller from one save to the next) makes the snapshot copy into
+    the previous save's host tensors instead of allocating new ones: allocating (and on GPU pinning) the
+    rank's whole state again costs more than the copy, as fresh pages fault in one by one. The caller must
+    let the previous save's write finish before staging into them again."""
     host: dict[str, Tensor] = {}
     meta: dict[str, dict] = {}
     for name, tensor in named:
@@ -56,8 +61,13 @@ def stage(named: Iterable[tuple[str, Tensor]], pin: bool = False,
         if not writer:
             continue
         if copy:
-            snapshot = torch.empty(local.shape, dtype=local.dtype, pin_memory=pin and local.is_cuda)
-            snapshot.copy_(local, non_blocking=pin and local.is_cuda)
+            pinned = pin and local.is_cuda
+            snapshot = reuse.get(name) if reuse is not None else None
+            if snapshot is None or snapshot.shape != local.shape or snapshot.dtype != local.dtype:
+                snapshot = torch.empty(local.shape, dtype=local.dtype, pin_memory=pinned)
+                if reuse is not None:
+                    reuse[name] = snapshot
+            snapshot.copy_(local, non_blocking=pinned)
             local = snapshot
         host[name] = local
         meta[name] = {"shape": list(tensor.shape), "dtype": str(local.dtype).removeprefix("torch."),

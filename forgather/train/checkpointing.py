@@ -50,6 +50,9 @@ class RunCheckpointer:
         self.spec_dtype = torch.float32  # the dtype of the weights (fp32 master weights in every mode)
         self.writer = BackgroundWriter(info.world_size)
         self.saves = 0
+        # An async save's host copy of this rank's state, kept for the next save to copy into (it waits for
+        # the previous write first): allocating and pinning it again at every save cost more than the copy.
+        self.staging = checkpoint.StagingBuffers()
 
     def token_ids(self) -> TokenIds:
         """The run tokenizer's special ids, for config.json / generation_config.json."""
@@ -118,7 +121,8 @@ class RunCheckpointer:
             self.root, step, model, optimizer, trainer_state={**trainer_state, "weights_finite": True},
             data_state=data_state, config_text=self.config_text, write_model_files=self.write_model_files,
             pin_memory=self.info.device.type == "cuda",
-            copy=self.config.checkpoint.async_save)  # written here at once: stream the live tensors, no copy
+            copy=self.config.checkpoint.async_save,  # written here at once: stream the live tensors, no copy
+            buffers=self.staging)
         self.saves += 1
         export = self.saves % self.config.checkpoint.export_every == 0 if self.config.checkpoint.export_every else False
 

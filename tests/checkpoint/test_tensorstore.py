@@ -49,3 +49,18 @@ def test_a_dtype_safetensors_cannot_hold_is_one_line(tmp_path):
     host, meta = stage([("c", torch.zeros(2, dtype=torch.complex64))])
     with pytest.raises(CheckpointError, match="tensor c: dtype torch.complex64"):
         write_rank_file(tmp_path, 0, 1, host, meta)
+
+
+def test_async_saves_copy_into_the_previous_saves_host_tensors():
+    weight, moment = torch.ones(4, 2), torch.zeros(3)
+    buffers: dict[str, torch.Tensor] = {}
+    first, _ = stage([("w", weight), ("m", moment)], reuse=buffers)
+    assert set(buffers) == {"w", "m"} and all(first[k] is buffers[k] for k in buffers)
+    weight.add_(1.0)  # training goes on: the staged copy keeps the values it was staged with
+    assert torch.equal(first["w"], torch.ones(4, 2))
+    second, _ = stage([("w", weight), ("m", moment)], reuse=buffers)
+    assert second["w"].data_ptr() == first["w"].data_ptr() and torch.equal(second["w"], weight)
+    assert second["w"] is not weight
+    grown = torch.zeros(5, 2)  # a tensor whose shape changed gets a new buffer
+    third, _ = stage([("w", grown)], reuse=buffers)
+    assert third["w"].shape == (5, 2) and buffers["w"] is third["w"]
