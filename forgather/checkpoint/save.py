@@ -110,7 +110,8 @@ def stage_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.o
     sync.from_rank0(lambda: _prepare(root, layout.tmp_dir(root, step)))  # doubles as the barrier before writes
     weights = get_model_state_dict(model)  # this rank's shards under FSDP2, no gather
     named = [(to_hf_key(k), v) for k, v in weights.items()]
-    model_part = stage(named, pin_memory, copy, buffers.model if buffers else None) if (sharded or rank == 0) else ({}, {})
+    model_part = (stage(named, pin_memory, copy, buffers.model if buffers else None)
+                  if (sharded or rank == 0) else ({}, {}))
     osd = get_optimizer_state_dict(model, optimizer)
     opt_part = (stage(_optimizer_tensors(osd), pin_memory, copy, buffers.optimizer if buffers else None)
                 if (sharded or rank == 0) else ({}, {}))

@@ -210,9 +210,10 @@ def read_parquet_column(spec: SourceSpec, files: list[str]) -> pa.ChunkedArray:
         text = all(pa.types.is_string(p.type) or pa.types.is_large_string(p.type) for p in parts)
         parts = [p.cast(pa.large_string() if text else pa.large_binary()) for p in parts]
     column = pa.chunked_array([c for p in parts for c in p.chunks], parts[0].type)
-    if column.null_count:  # a null is a blank document, as _decode reads it in streaming mode
-        empty = "" if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else b""
-        column = pc.fill_null(column, pa.scalar(empty, column.type))
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    if column.null_count and (text or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        # a null is a blank document, as _decode reads it in streaming mode (other types are refused by the caller)
+        column = pc.fill_null(column, pa.scalar("" if text else b"", column.type))
     rows = _split_rows(spec, len(column))
     return column.slice(rows.start, len(rows))
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ..errors import DataError
 from .spec import DataSpec
 
 Progress = Callable[[int, int], None]  # (documents, tokens) just packed
@@ -119,9 +120,9 @@ def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any) -> Non
 def build_shards_in_processes(spec: DataSpec, train: Any, processes: int, report: Progress) -> list[dict]:
     """Every shard built by this process and processes−1 spawned helpers, each taking the next shard when free.
 
-    This process builds from the start while the helpers start and open the data (about a second each),
-    so no builder waits for another.
-    Spawned, not forked: a fresh interpreter inherits no threads (pyarrow's, the tokenizer's) or their locks.
+    This process builds from the start while the helpers start and open the data (about a second each), so
+    no builder waits for another. Spawned, not forked: a fresh interpreter inherits no threads (pyarrow's,
+    the tokenizer's) or the locks they held.
     """
     ctx = mp.get_context("spawn")
     order = list(range(train.shards))
@@ -160,7 +161,8 @@ def build_shards_in_processes(spec: DataSpec, train: Any, processes: int, report
             if dead and len(rows) < train.shards:
                 drain()
                 if len(rows) < train.shards:
-                    raise RuntimeError(f"a data prepare helper process died (exit status {dead[0]})")
+                    raise DataError(f"a data prepare helper process died (exit status {dead[0]}; -9 is often the "
+                                    "out-of-memory killer); rerun with a smaller data.num_workers")
     finally:
         for helper in (h for h in helpers if h.pid is not None):  # started ones (a start can fail)
             if helper.is_alive():

@@ -57,10 +57,13 @@ def test_cached_mode_reads_parquet_like_streaming_mode_without_importing_dataset
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_damaged_parquet_file_is_one_line_naming_it(tmp_path):
+def test_bad_parquet_input_is_one_line_each(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match=r"cannot read .*bad\.parquet as parquet"):
         load_source(SourceSpec("p", str(tmp_path / "bad.parquet")))
     pq.write_table(pa.table({"text": pa.array([None, None], pa.null())}), tmp_path / "nulls.parquet")
     with pytest.raises(DataError, match="only empty/whitespace documents"):
         load_source(SourceSpec("n", str(tmp_path / "nulls.parquet")))
+    pq.write_table(pa.table({"text": pa.array([1, None], pa.int64())}), tmp_path / "numbers.parquet")
+    with pytest.raises(DataError, match="holds int64, not text"):
+        load_source(SourceSpec("n", str(tmp_path / "numbers.parquet")))
