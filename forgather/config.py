@@ -189,7 +189,7 @@ def build_config(tree: dict[str, Any], origins: Origins) -> RunConfig:
 
 def default_dist_section(**overrides: Any) -> DistSection:
     """templates/base.yaml's dist section with some values replaced (for entry points without a run config)."""
-    from .templates import TEMPLATES_DIR
+    from .resources import TEMPLATES_DIR
     from .yamlio import load_yaml
 
     defaults, _ = load_yaml(TEMPLATES_DIR / "base.yaml")
@@ -263,7 +263,7 @@ def _fill_environment(tree: dict[str, Any], where: str) -> None:
 def _fill_missing_defaults(tree: dict[str, Any]) -> None:
     """Keys added to templates/base.yaml after a run's config was written take their default value, so the
     checkpoints of older runs stay readable (generate, eval); keys the config does have are never touched."""
-    from .templates import TEMPLATES_DIR
+    from .resources import TEMPLATES_DIR
     from .yamlio import load_yaml
 
     defaults, _ = load_yaml(TEMPLATES_DIR / "base.yaml")

@@ -24,3 +24,15 @@ def phase(text: str, enabled: bool = True, stream: TextIO | None = None) -> None
     that stay quiet."""
     if enabled:
         print(f"forgather: [{since_start():6.1f}s] {text}", file=stream or sys.stdout, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """A short wall-clock duration for progress lines: 42s, 3m05s, 2h07m ('?' when not known yet)."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

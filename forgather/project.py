@@ -13,7 +13,8 @@ from .flags import FlagSpec, flag_overrides, parse_flag_specs
 from .follow_data import follow_data
 from .models.spec import SHAPE_FIELDS, parse_param_count, preset, shape_for_target_params
 from .resources import model_project_dir
-from .templates import TEMPLATES_DIR, all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
+from .resources import TEMPLATES_DIR
+from .templates import all_paths, compose, deep_merge, get_path, interpolate, set_path, suggest
 from .yamlio import Origins
 
 PROJECT_FILE = "project.yaml"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .resources import TEMPLATES_DIR  # noqa: F401  (re-exported: where `extends:` finally looks)
 from .yamlio import Origins, join_key, load_yaml, parse_yaml
 
 _REFERENCE = re.compile(r"\$\{([^${}]+)\}")

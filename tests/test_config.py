@@ -10,7 +10,7 @@ from forgather.commands.common import resolve_config
 from forgather.errors import ConfigError
 from forgather.flags import add_flags
 from forgather.project import compose_project, find_project
-from forgather.templates import TEMPLATES_DIR
+from forgather.resources import TEMPLATES_DIR
 
 from .conftest import set_in_project, write
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ..console import duration
 from ..errors import DataError
 from .spec import DataSpec
 
@@ -61,20 +62,8 @@ class RateReporter:
         fraction = self.documents / self.total
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
         self.out.write(f"{self.label}: {self.documents:,}/{self.total:,} documents ({fraction:.0%}), "
-                       f"{self.tokens / elapsed:,.0f} tokens/s, ETA {format_seconds(eta)}\n")
+                       f"{self.tokens / elapsed:,.0f} tokens/s, ETA {duration(eta)}\n")
         self.out.flush()
-
-
-def format_seconds(seconds: float) -> str:
-    """12s, 3m04s, 2h05m."""
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def summarise(label: str, rows: list[dict], block_size: int) -> str:

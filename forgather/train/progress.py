@@ -13,17 +13,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ..console import duration
+
 PROGRESS_EVERY_S = 30.0
-
-
-def duration(seconds: float) -> str:
-    """A short wall-clock duration: 42s, 3m05s, 2h07m."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class Progress:

@@ -11,7 +11,7 @@ from forgather.config import TrainSection
 from forgather.train.optim import effective_warmup, lr_multiplier, scaled_learning_rate, warmup_warning
 from forgather.typed import from_plain
 from forgather.yamlio import load_yaml
-from forgather.templates import TEMPLATES_DIR
+from forgather.resources import TEMPLATES_DIR
 
 from .harness import make_trainer, project_config
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from forgather.train.progress import PROGRESS_EVERY_S, Progress, duration
+from forgather.console import duration
+from forgather.train.progress import PROGRESS_EVERY_S, Progress
 
 from .harness import make_trainer, project_config
 
@@ -19,6 +20,7 @@ class FakeClock:
 
 def test_durations_read_as_wall_clock():
     assert [duration(s) for s in (0.4, 42, 185, 7620)] == ["0s", "42s", "3m05s", "2h07m"]
+    assert duration(float("inf")) == "?"  # an ETA before any progress
 
 
 def test_lines_come_early_on_a_doubling_schedule_then_by_time_and_at_the_end():
