@@ -240,4 +240,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..lifeline import exit_rank  # a finished rank leaves with its own status
+
+    exit_rank(main())

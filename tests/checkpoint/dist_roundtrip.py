@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from forgather.checkpoint.load import load_checkpoint  # noqa: E402
+from forgather.lifeline import exit_rank  # noqa: E402
 from tests.checkpoint.util import adamw, save, tiny_model, train_steps  # noqa: E402
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -100,3 +101,4 @@ def main(root: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)

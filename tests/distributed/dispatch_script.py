@@ -11,6 +11,7 @@ import torch.distributed as dist
 from forgather.data.opening import open_data
 from forgather.data.spec import DataSpec
 from forgather.dist.setup import DistInfo
+from forgather.lifeline import exit_rank
 from forgather.train.assemble import build_loaders
 
 
@@ -58,3 +59,4 @@ def sharded_state_after(spec, data, info, steps):
 
 if __name__ == "__main__":
     main()
+    exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)

@@ -14,6 +14,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from forgather.dist.parallelize import apply_activation_checkpointing, wrap_ddp, wrap_fsdp2  # noqa: E402
 from forgather.dist.setup import DistInfo  # noqa: E402
+from forgather.lifeline import exit_rank  # noqa: E402
 from forgather.models.spec import ModelSpec  # noqa: E402
 from forgather.models.transformer import build_model, materialize  # noqa: E402
 from forgather.train.precision import fsdp_mixed_precision, plan_precision  # noqa: E402
@@ -88,3 +89,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)

@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from forgather.dist.shared_dir import check_shared_directory
 from forgather.errors import UserError
+from forgather.lifeline import exit_rank
 
 
 def say(line: str) -> None:
@@ -34,3 +35,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)

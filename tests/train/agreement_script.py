@@ -10,6 +10,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from forgather.lifeline import exit_rank  # noqa: E402
 from forgather.train.agreement import StepAgreement  # noqa: E402
 
 dist.init_process_group("gloo")
@@ -31,3 +32,4 @@ agreement.close()
 os.write(1, ("AGREED " + json.dumps({"rank": rank, "seen": seen, "async": async_flags}) + "\n").encode())
 dist.barrier()
 dist.destroy_process_group()
+exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)
