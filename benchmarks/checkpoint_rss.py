@@ -22,6 +22,7 @@ from forgather.checkpoint.load import load_optimizer, load_weights  # noqa: E402
 from forgather.checkpoint.save import save_checkpoint  # noqa: E402
 from forgather.dist.parallelize import wrap_fsdp2  # noqa: E402
 from forgather.dist.setup import DistInfo  # noqa: E402
+from forgather.lifeline import exit_rank  # noqa: E402
 from forgather.models.spec import ModelSpec, parameter_counts  # noqa: E402
 from forgather.models.transformer import build_model, materialize  # noqa: E402
 from forgather.train.precision import fsdp_mixed_precision, plan_precision  # noqa: E402
@@ -115,3 +116,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_rank(0)  # not the interpreter's teardown, which gloo's threads can abort (see exit_rank)
