@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from .arrow_values import empty_value
 from .fingerprint import local_file_identity
 from .source_files import SourceStats, decode_utf8, resolve_files, split_range
 from .spec import SourceSpec
@@ -213,7 +214,7 @@ def read_parquet_column(spec: SourceSpec, files: list[str]) -> pa.ChunkedArray:
     text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
     if column.null_count and (text or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
         # a null is a blank document, as _decode reads it in streaming mode (other types are refused by the caller)
-        column = pc.fill_null(column, pa.scalar("" if text else b"", column.type))
+        column = pc.fill_null(column, empty_value(column.type))
     rows = _split_rows(spec, len(column))
     return column.slice(rows.start, len(rows))
 

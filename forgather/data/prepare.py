@@ -2,7 +2,7 @@
 
 Three ways, one result (a chunk's bytes do not depend on who builds it):
 - in this process (data.num_workers ≤ 1);
-- in data.num_workers processes (this one and spawned helpers), each building whole shards;
+- in data.num_workers processes (this one and spawned helpers), each building whole shards as it is free;
 - under torchrun (`forgather data prepare --nproc-per-node N [--nnodes ...]`): rank r of W builds the
   shards s ≡ r (mod W), the ones it will read when training on W ranks; rank 0 also builds the
   validation stream and prints progress and the summary.
@@ -89,11 +89,14 @@ def _claim(counter: Any, order: list[int]) -> int | None:
     return order[i] if i < len(order) else None
 
 
-def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any) -> None:
-    """A helper process: open the data itself, then build shards until none is left, sending progress and rows."""
+def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any, opened: Any | None) -> None:
+    """A helper process: open the data itself (after this process did, if `opened` is given), then build shards
+    until none is left, sending progress and rows."""
     try:
         from .opening import open_data
 
+        if opened is not None:
+            opened.wait()
         train = open_data(spec).train
         while (shard := _claim(counter, order)) is not None:
             rows = build_shards(train, [shard], lambda d, t: results.put(("progress", d, t)))
@@ -106,72 +109,92 @@ def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any) -> Non
         results.put(("error", exc))
 
 
-def build_shards_in_processes(spec: DataSpec, train: Any, processes: int, report: Progress) -> list[dict]:
-    """Every shard built by this process and processes−1 spawned helpers, each taking the next shard when free.
+class ShardBuilders:
+    """This process and processes−1 spawned helpers, each building the next unbuilt shard when free.
 
-    This process builds from the start while the helpers start and open the data (about a second each), so
-    no builder waits for another. Spawned, not forked: a fresh interpreter inherits no threads (pyarrow's,
-    the tokenizer's) or the locks they held.
+    Helpers start when the pool is made, before this process opens the data: their interpreter start and
+    imports (about a second each) overlap this process's opening, and they open the data alongside it when the
+    tokenizer is a local file. A tokenizer this process must train or fetch first is made once: the helpers
+    wait until it exists. Spawned, not forked: a fresh interpreter inherits no threads (pyarrow's, the
+    tokenizer's) or the locks they held.
     """
-    ctx = mp.get_context("spawn")
-    order = list(range(train.shards))
-    counter, results = ctx.Value("i", 0), ctx.Queue()
-    helpers = [ctx.Process(target=_helper, args=(spec, counter, order, results), daemon=True)
-               for _ in range(min(processes, train.shards) - 1)]
-    rows: list[dict] = []
 
-    def drain(timeout: float | None = None) -> None:
-        while True:
-            try:
-                kind, *payload = results.get(timeout=timeout) if timeout else results.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "error":
-                raise payload[0]
-            if kind == "progress":
-                report(*payload)
-            else:
-                rows.extend(payload[0])
-            timeout = None
+    def __init__(self, spec: DataSpec, processes: int) -> None:
+        from .parquet_source import is_url
 
-    try:
-        for helper in helpers:
-            helper.start()
+        ctx = mp.get_context("spawn")
+        self.order = list(range(spec.shards))
+        self.counter, self.results = ctx.Value("i", 0), ctx.Queue()
+        tokenizer_exists = bool(spec.tokenizer.path) and not is_url(spec.tokenizer.path)
+        self.opened = None if tokenizer_exists else ctx.Event()
+        self.helpers = [ctx.Process(target=_helper, args=(spec, self.counter, self.order, self.results, self.opened),
+                                    daemon=True) for _ in range(min(processes, spec.shards) - 1)]
+        try:
+            for helper in self.helpers:
+                helper.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "ShardBuilders":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def build(self, train: Any, report: Progress) -> list[dict]:
+        """Every shard of `train` (this process's opened stream), built here and by the helpers; rows by shard."""
+        assert train.shards == len(self.order), "the pool was made for another shard count"
+        if self.opened is not None:
+            self.opened.set()
+        rows: list[dict] = []
+
+        def drain(timeout: float | None = None) -> None:
+            while True:
+                try:
+                    kind, *payload = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
+                except queue.Empty:
+                    return
+                if kind == "error":
+                    raise payload[0]
+                if kind == "progress":
+                    report(*payload)
+                else:
+                    rows.extend(payload[0])
+                timeout = None
 
         def progress(documents: int, tokens: int) -> None:
             report(documents, tokens)
             drain()
 
-        while (shard := _claim(counter, order)) is not None:
+        while (shard := _claim(self.counter, self.order)) is not None:
             rows.extend(build_shards(train, [shard], progress))
         while len(rows) < train.shards:
             drain(timeout=0.5)
-            dead = [h.exitcode for h in helpers if h.exitcode not in (None, 0)]
+            dead = [h.exitcode for h in self.helpers if h.exitcode not in (None, 0)]
             if dead and len(rows) < train.shards:
                 drain()
                 if len(rows) < train.shards:
                     raise DataError(f"a data prepare helper process died (exit status {dead[0]}; -9 is often the "
                                     "out-of-memory killer); rerun with a smaller data.num_workers")
-    finally:
-        for helper in (h for h in helpers if h.pid is not None):  # started ones (a start can fail)
+        return sorted(rows, key=lambda r: r["shard"])
+
+    def close(self) -> None:
+        for helper in (h for h in self.helpers if h.pid is not None):  # started ones (a start can fail)
             if helper.is_alive():
                 helper.terminate()
             helper.join()
-    return sorted(rows, key=lambda r: r["shard"])
 
 
 def prepare_in_process(spec: DataSpec, out: TextIO | None = None) -> str:
-    """Build every chunk here (with helper processes when data.num_workers > 1); returns the summary."""
+    """Build every chunk here, with data.num_workers − 1 helper processes; returns the summary."""
     from .opening import open_data
 
     start = time.monotonic()
-    data = open_data(spec)  # trains the tokenizer first if needed, so helpers only load it
-    train = data.train
-    report = RateReporter("prepare", sum(train.counts), out)
-    if spec.num_workers > 1 and train.shards > 1:
-        rows = build_shards_in_processes(spec, train, spec.num_workers, report)
-    else:
-        rows = build_shards(train, list(range(train.shards)), report)
+    with ShardBuilders(spec, max(1, spec.num_workers)) as builders:  # helpers first: they start while we open
+        data = open_data(spec)  # trains the tokenizer first if needed; the helpers then only load it
+        train = data.train
+        rows = builders.build(train, RateReporter("prepare", sum(train.counts), out))
     lines = [summarise("train", rows, spec.block_size)]
     if data.val is not None:
         lines.append(summarise("validation", build_shards(data.val, [0]), spec.block_size))

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import python_docs
+from .arrow_values import int64_array
 from .fingerprint import digest, local_file_identity
 from .parquet_source import ParquetSource, is_url, open_parquet_source, read_parquet_column
 from .source_files import SourceStats, decode_utf8, resolve_files, split_range
@@ -42,7 +43,7 @@ class DocSource:
 
     def texts_at(self, indices: np.ndarray) -> list[str]:
         """Documents at increasing indices (a shard's documents are spread over the source)."""
-        return self.column.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+        return self.column.take(int64_array(indices)).to_pylist()
 
     def subset(self, start: int, stop: int, tag: str) -> "DocSource":
         """A view of documents start..stop, e.g. a held-out validation tail."""
@@ -107,8 +108,10 @@ def _count_non_blank(column: pa.ChunkedArray) -> int:
     """Documents with at least one non-whitespace character (nulls count as blank)."""
     if len(column) == 0:
         return 0
-    trimmed = pc.utf8_trim_whitespace(column)
-    return int(pc.sum(pc.fill_null(pc.greater(pc.utf8_length(trimmed), 0), False)).as_py() or 0)
+    # A length cast to bool is "non-blank" (a null stays null, and sum skips it): no Python literal to convert
+    # (see arrow_values).
+    non_blank = pc.cast(pc.utf8_length(pc.utf8_trim_whitespace(column)), pa.bool_())
+    return int(pc.sum(pc.cast(non_blank, pa.int64())).as_py() or 0)
 
 
 def _decode_binary(column: pa.ChunkedArray, stats: SourceStats) -> pa.ChunkedArray:

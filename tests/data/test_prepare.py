@@ -48,7 +48,7 @@ def test_a_helper_process_failure_reaches_the_caller(tiny_corpus, tmp_path):
     import pytest
 
     from forgather.data.opening import open_data
-    from forgather.data.prepare import build_shards_in_processes
+    from forgather.data.prepare import ShardBuilders
     from forgather.data.spec import DataSpec
     from forgather.errors import DataError
 
@@ -62,4 +62,31 @@ def test_a_helper_process_failure_reaches_the_caller(tiny_corpus, tmp_path):
             time.sleep(0.05)
 
     with pytest.raises(DataError, match="missing.json"):
-        build_shards_in_processes(bad, train, 2, wait_for_helpers)
+        with ShardBuilders(bad, 2) as builders:
+            builders.build(train, wait_for_helpers)
+
+
+def test_helpers_wait_for_a_tokenizer_this_process_trains_and_it_is_trained_once(tiny_corpus, tmp_path, capfd):
+    # Helpers start before this process opens the data; with no tokenizer file, they must not train their own
+    # (or race this process for the file) while it has not opened the data.
+    import os
+    import time
+
+    from forgather.data.opening import open_data
+    from forgather.data.prepare import ShardBuilders, prepare_in_process
+    from forgather.data.spec import DataSpec
+
+    def trained_tokenizer_spec(cache: Path, workers: int) -> DataSpec:
+        return DataSpec.from_dict({**_spec_dict(tiny_corpus, cache, workers), "tokenizer": {"vocab_size": 320}})
+
+    spec = trained_tokenizer_spec(tmp_path / "cache", 2)
+    with ShardBuilders(spec, 2) as builders:
+        time.sleep(5)  # ample for a helper to start, open the data and train a tokenizer, had it not waited
+        assert not list((tmp_path / "cache").rglob("*tokenizer*")), "a helper made a tokenizer before this process"
+        train = open_data(spec).train
+        rows = builders.build(train, lambda documents, tokens: None)
+    assert capfd.readouterr().err.count("training a byte-level BPE tokenizer") == 1
+    assert [r["shard"] for r in rows] == [0, 1, 2, 3]
+    with open(os.devnull, "w") as quiet:
+        prepare_in_process(trained_tokenizer_spec(tmp_path / "alone", 1), out=quiet)
+    assert _cache_files(tmp_path / "cache") == _cache_files(tmp_path / "alone")

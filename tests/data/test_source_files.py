@@ -51,9 +51,13 @@ def test_cached_mode_reads_parquet_like_streaming_mode_without_importing_dataset
     assert load_source(SourceSpec("p", str(tmp_path / "*.parquet"))).texts(0, 5) == [
         "a one", "", "a three", "b one", "b two"]
     # `datasets` costs a process ~1 s to import (each `data prepare` worker opens the sources) and would copy
-    # the corpus into its own cache first.
-    code = ("import sys; from forgather.data.sources import load_source; from forgather.data.spec import SourceSpec; "
-            f"load_source(SourceSpec('p', {str(tmp_path / 'a.parquet')!r})); assert 'datasets' not in sys.modules")
+    # the corpus into its own cache first; pandas, which pyarrow imports to make an array or scalar from Python
+    # or numpy values, ~0.2 s.
+    code = ("import sys, numpy as np; from forgather.data.sources import load_source; "
+            "from forgather.data.spec import SourceSpec; "
+            f"source = load_source(SourceSpec('p', {str(tmp_path / 'a.parquet')!r})); "
+            "assert source.texts_at(np.array([0, 2])) == ['a one', 'a three']; "
+            "assert not {'datasets', 'pandas'} & set(sys.modules), sorted({'datasets', 'pandas'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
