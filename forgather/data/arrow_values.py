@@ -22,3 +22,13 @@ def empty_value(type_: pa.DataType) -> pa.Scalar:
     wide = pa.large_string() if pa.types.is_string(type_) or pa.types.is_large_string(type_) else pa.large_binary()
     offsets = pa.py_buffer(np.zeros(2, np.int64))
     return pa.Array.from_buffers(wide, 1, [None, offsets, pa.py_buffer(b"")]).cast(type_)[0]
+
+
+def value_bytes(column: pa.ChunkedArray) -> np.ndarray:
+    """Bytes of each value of a string or binary column, from its offsets (a null spans its slot, normally 0)."""
+    wide = pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)
+    parts = []
+    for chunk in column.chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], np.int64 if wide else np.int32)
+        parts.append(np.diff(offsets[chunk.offset:chunk.offset + len(chunk) + 1]).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -81,6 +81,14 @@ def summarise(label: str, rows: list[dict], block_size: int) -> str:
 # -- this process and helper processes, whole shards each ------------------------------------------------------
 
 
+def largest_first(stream: Any) -> list[int]:
+    """The order builders take shards in: the most text first, so that the last shard taken is a small one and
+    no builder is left alone with a big one at the end. A pure function of the stream: each builder computes it."""
+    sizes = stream.shard_text_bytes()
+    order = list(range(stream.shards))
+    return sorted(order, key=lambda s: -sizes[s]) if sizes is not None else order
+
+
 def _claim(counter: Any, order: list[int]) -> int | None:
     """The next unbuilt shard in `order`, or None when every shard is taken (shared by all builders)."""
     with counter.get_lock():
@@ -89,7 +97,7 @@ def _claim(counter: Any, order: list[int]) -> int | None:
     return order[i] if i < len(order) else None
 
 
-def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any, opened: Any | None) -> None:
+def _helper(spec: DataSpec, counter: Any, results: Any, opened: Any | None) -> None:
     """A helper process: open the data itself (after this process did, if `opened` is given), then build shards
     until none is left, sending progress and rows."""
     try:
@@ -98,6 +106,7 @@ def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any, opened
         if opened is not None:
             opened.wait()
         train = open_data(spec).train
+        order = largest_first(train)
         while (shard := _claim(counter, order)) is not None:
             rows = build_shards(train, [shard], lambda d, t: results.put(("progress", d, t)))
             results.put(("rows", rows))
@@ -110,7 +119,7 @@ def _helper(spec: DataSpec, counter: Any, order: list[int], results: Any, opened
 
 
 class ShardBuilders:
-    """This process and processes−1 spawned helpers, each building the next unbuilt shard when free.
+    """This process and processes−1 spawned helpers, each building the next unbuilt shard (largest first) when free.
 
     Helpers start when the pool is made, before this process opens the data: their interpreter start and
     imports (about a second each) overlap this process's opening, and they open the data alongside it when the
@@ -123,11 +132,11 @@ class ShardBuilders:
         from .parquet_source import is_url
 
         ctx = mp.get_context("spawn")
-        self.order = list(range(spec.shards))
+        self.shards = spec.shards
         self.counter, self.results = ctx.Value("i", 0), ctx.Queue()
         tokenizer_exists = bool(spec.tokenizer.path) and not is_url(spec.tokenizer.path)
         self.opened = None if tokenizer_exists else ctx.Event()
-        self.helpers = [ctx.Process(target=_helper, args=(spec, self.counter, self.order, self.results, self.opened),
+        self.helpers = [ctx.Process(target=_helper, args=(spec, self.counter, self.results, self.opened),
                                     daemon=True) for _ in range(min(processes, spec.shards) - 1)]
         try:
             for helper in self.helpers:
@@ -144,7 +153,7 @@ class ShardBuilders:
 
     def build(self, train: Any, report: Progress) -> list[dict]:
         """Every shard of `train` (this process's opened stream), built here and by the helpers; rows by shard."""
-        assert train.shards == len(self.order), "the pool was made for another shard count"
+        assert train.shards == self.shards, "the pool was made for another shard count"
         if self.opened is not None:
             self.opened.set()
         rows: list[dict] = []
@@ -167,7 +176,8 @@ class ShardBuilders:
             report(documents, tokens)
             drain()
 
-        while (shard := _claim(self.counter, self.order)) is not None:
+        order = largest_first(train)
+        while (shard := _claim(self.counter, order)) is not None:
             rows.extend(build_shards(train, [shard], progress))
         while len(rows) < train.shards:
             drain(timeout=0.5)

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError
+from .arrow_values import value_bytes
 from .chunks import ChunkDamaged, PackedChunk, ShardPacker, chunk_dir, read_chunk, write_chunk
 from .fingerprint import digest
 from .interleave import InterleaveSchedule
@@ -69,6 +70,21 @@ class BlockStream:
             for w, text in zip(where, self.sources[s].texts_at(local[where])):
                 out[w] = text
         return out  # type: ignore[return-value]
+
+    def shard_text_bytes(self) -> list[int] | None:
+        """UTF-8 bytes of each shard's documents (about the work of packing it), or None when a source is read
+        lazily (streaming parquet) and its texts are not at hand."""
+        if not all(isinstance(source, DocSource) for source in self.sources):
+            return None
+        lengths = [value_bytes(source.column) for source in self.sources]
+        labels, local = self.schedule.slice(0, self.layout.documents)
+        document_bytes = np.zeros(len(labels))
+        for s, source_lengths in enumerate(lengths):
+            mine = labels == s
+            document_bytes[mine] = source_lengths[local[mine]]
+        # Global document d belongs to shard d mod S (ShardLayout).
+        per_shard = np.bincount(np.arange(len(labels)) % self.shards, weights=document_bytes, minlength=self.shards)
+        return [int(b) for b in per_shard]
 
     def tokenize_shard(self, shard: int, start: int, stop: int) -> list[np.ndarray]:
         """Token arrays of a shard's local documents start..stop (blank documents give empty arrays)."""

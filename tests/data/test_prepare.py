@@ -90,3 +90,19 @@ def test_helpers_wait_for_a_tokenizer_this_process_trains_and_it_is_trained_once
     with open(os.devnull, "w") as quiet:
         prepare_in_process(trained_tokenizer_spec(tmp_path / "alone", 1), out=quiet)
     assert _cache_files(tmp_path / "cache") == _cache_files(tmp_path / "alone")
+
+
+def test_builders_take_the_shards_with_the_most_text_first(tiny_corpus, tmp_path):
+    # The tail of a prepare is the last shard taken: a small one leaves no builder working alone for long.
+    from forgather.data.opening import open_data
+    from forgather.data.prepare import largest_first
+    from forgather.data.spec import DataSpec
+
+    train = open_data(DataSpec.from_dict(_spec_dict(tiny_corpus, tmp_path / "cache", 2))).train
+    sizes = [sum(len(text.encode()) for text in train.shard_texts(s, 0, train.layout.shard_documents(s)))
+             for s in range(train.shards)]
+    assert train.shard_text_bytes() == sizes
+    assert len(set(sizes)) > 1  # the long "books" make the shards unequal
+    order = largest_first(train)
+    assert sorted(order) == list(range(train.shards))
+    assert [sizes[s] for s in order] == sorted(sizes, reverse=True)
