@@ -3,7 +3,7 @@
 The three sub-datasets of ../shared/data/corpus with the SmolLM2 tokenizer, with the default stream settings
 (8 shards, chunks of 4,194,304 tokens, shuffled).
 Goals (issue 12): prepare ≥ 1.8× faster with 2 processes than 1; each of W ranks tokenizes 1/W of the documents.
-Usage: python -m benchmarks.data_bench [--repeats 3] [--json FILE]
+Usage: python -m benchmarks.data_bench [--repeats 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus")
     ap.add_argument("--tokenizer", type=Path, default=SHARED / "tokenizers" / "smollm2" / "tokenizer.json")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)  # a prepare here is ~8 s: 3 pairs left the median at the mercy of one noisy run
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
