@@ -1,4 +1,4 @@
-"""README's "Train on your own data" commands run as written on a tiny corpus (on CPU, in seconds)."""
+"""README's commands as written: Quick start's two in one shell; "Train on your own data" on a tiny corpus."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ def test_the_data_sources_example_names_what_its_comments_say():
     text = (REPO / "README.md").read_text(encoding="utf-8").split("\n## Train on your own data\n", 1)[1]
     example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     assert [s["name"] for s in named_sources(example["data"]["sources"])] == ["data", "books", "wiki"]
+
+
+def test_the_quick_start_commands_run_one_after_the_other_in_one_shell():
+    # pip and forgather are stand-ins that check where they run: the second command's `pip install -e ".[dev]"`
+    # once ran inside the project directory the first one had cd'ed into, where there is nothing to install.
+    script = "\n".join([
+        "set -e",
+        'pip() { [ -f pyproject.toml ] || { echo "pip ran in $PWD" >&2; return 1; }; }',
+        'forgather() { [ -f project.yaml ] || { echo "forgather ran in $PWD" >&2; return 1; }; echo TRAINED; }',
+        'python() { [ -f pyproject.toml ] || { echo "pytest ran in $PWD" >&2; return 1; }; echo TESTED; }',
+        section_block("Quick start"),
+    ])
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["TRAINED", "TESTED"]
