@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -44,10 +45,22 @@ def _random_port() -> int:
 
 
 def _train(project: Path, *args: str) -> subprocess.Popen:
+    # A session of its own: a test that gives up on it can stop the CLI, its agent and ranks together.
     return subprocess.Popen(
         [sys.executable, "-m", "forgather.cli", "train", "--no-accelerator", *args],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+        start_new_session=True,
     )
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    """Kill the process group of a CLI this test started (its agent and ranks too), if still running; its output."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.communicate()[0]
 
 
 def _wait_for_listener(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -94,18 +107,37 @@ def test_two_agents_join_as_two_nodes(launch_project, rendezvous):
 
 
 def _two_nodes(project: Path, rendezvous: str, port: str) -> tuple[list[subprocess.Popen], list[str]]:
-    """Two agents of one job on this host, one per "node"; returns them (finished) and their outputs."""
+    """Two agents of one job on this host, one per "node"; returns them (finished) and their outputs.
+
+    The store's host starts first and the other agent only once it listens, as on a real cluster: an agent
+    whose store never comes up (a taken port) would wait for it until the rendezvous timeout. If either agent
+    fails, the other is stopped rather than waited for.
+    """
     if rendezvous == "static":
         node_args = [["--master-addr", "127.0.0.1", "--master-port", port, "--node-rank", str(n)] for n in (0, 1)]
     else:
         node_args = [["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"fg-test-{os.getpid()}-{port}"]] * 2
     agents = [_train(project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[0])]
-    if rendezvous == "c10d":
-        # On one host both agents count as local to the endpoint; let the first one host the store,
-        # as the endpoint's own node would in a real job, before the second connects.
+    outputs: dict[int, str] = {}
+    try:
         _wait_for_listener(int(port), agents[0])
-    agents.append(_train(project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[1]))
-    return agents, [a.communicate(timeout=180)[0] for a in agents]
+        if agents[0].poll() is None:
+            agents.append(_train(project, "--nnodes", "2", "--nproc-per-node", "1", *node_args[1]))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(outputs) < len(agents):
+            for i, agent in enumerate(agents):
+                if i not in outputs:
+                    try:  # reading as it runs: a full pipe would block the agent
+                        outputs[i] = agent.communicate(timeout=0.2)[0]
+                    except subprocess.TimeoutExpired:
+                        pass  # communicate keeps what it read and goes on from there next time
+            if any(a.returncode not in (None, 0) for a in agents):
+                break  # one failed: the other would only wait for it
+    finally:
+        for i, agent in enumerate(agents):
+            if i not in outputs:
+                outputs[i] = _stop(agent)
+    return agents, [outputs[i] for i in range(len(agents))]
 
 
 def test_train_exits_with_torchrun_status_when_ranks_fail(launch_project):
