@@ -14,6 +14,7 @@ _EXPORTS = {
     "load_checkpoint": "load",
     "find_latest": "manifest", "find_latest_verified": "manifest",
     "verify_manifest": "manifest", "apply_retention": "retention", "has_checkpoints": "layout",
+    "check_fresh_start": "layout",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -70,3 +70,13 @@ def list_tmp_dirs(root: Path) -> list[Path]:
 def has_checkpoints(root: Path) -> bool:
     """Whether root holds any checkpoint directory (verified or not), for the --init-model refusal."""
     return bool(list_checkpoints(root))
+
+
+def check_fresh_start(root: Path, init_model: bool, overwrite: bool) -> None:
+    """--init-model refuses to replace checkpoints unless --overwrite (the launcher checks before it writes the run's
+    config, the ranks again). CheckpointError names the way on."""
+    from ..errors import CheckpointError
+
+    if init_model and not overwrite and has_checkpoints(root):
+        raise CheckpointError(f"{root} already holds checkpoints; run `forgather train` to resume, or add "
+                              "--overwrite to --init-model to delete them and start over")

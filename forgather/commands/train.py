@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from ..checkpoint.layout import check_fresh_start
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
@@ -98,6 +99,12 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     if problems and not args.dry_run:
         raise UserError(problems[0])  # before torchrun and before any data is prepared
     check_data_layout(config, args, plan.nproc_per_node)
+    try:  # refused before this launch's settings are written over the run's config.yaml
+        check_fresh_start(config.run_dir / "checkpoints", config.train.init_model, config.train.overwrite)
+    except UserError as exc:
+        if not args.dry_run:
+            raise
+        problems.append(str(exc))
     if args.dry_run:
         for problem in problems:  # the command may be meant for another machine: say, don't refuse
             print(f"# warning: {problem}")

@@ -202,7 +202,6 @@ def train(config: RunConfig, info: DistInfo) -> int:
     hold_run_dir(config.run_dir, info)
     checkpointer = RunCheckpointer(config, spec, info)
     checkpointer.check_init_policy()
-    barrier()  # nobody looks at the checkpoint dir while rank 0 may be clearing it
     precision = plan_precision(config.train.precision, info.device.type)
     problem = training_problem(config.model.attn_implementation, info.device.type, precision.compute)
     if problem:  # the CLI checked this already, unless the ranks got another device than it saw
@@ -240,6 +239,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         compiled=compile_enabled(config, info),
         checkpointer=checkpointer,
     )
+    checkpointer.clear_previous_run()  # only now: a start that failed above left the old run as it was
     if info.is_main:
         phase(describe_first_reads(data))
     return Trainer(config, info, parts).fit()

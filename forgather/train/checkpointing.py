@@ -70,26 +70,33 @@ class RunCheckpointer:
             save_tokenizer_files(self.tokenizer, out)
 
     def check_init_policy(self) -> None:
-        """--init-model refuses to replace checkpoints unless --overwrite; with it, they are removed. A fresh start
-        moves the old run's logs (metrics.jsonl, TensorBoard events) to RUN_DIR/archive, so runs never mix."""
-        train = self.config.train
-        if not train.init_model:
+        """--init-model refuses to replace checkpoints unless --overwrite. Nothing is deleted here: the old run
+        is cleared only once the new one has its data and model (clear_previous_run)."""
+        checkpoint.check_fresh_start(self.root, self.config.train.init_model, self.config.train.overwrite)
+
+    def clear_previous_run(self) -> None:
+        """Collective. With --init-model --overwrite, once the new run's data, tokenizer and model are built (so
+        a start that fails leaves the old run whole): delete the old checkpoints, and move the old run's logs
+        (metrics.jsonl, TensorBoard events) and exports to RUN_DIR/archive, so runs never mix."""
+        import torch.distributed as dist
+
+        if self.config.train.init_model and self.info.is_main:
+            if checkpoint.has_checkpoints(self.root):
+                shutil.rmtree(self.root)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for name in ("runs", "exports"):
+                self._archive(self.config.run_dir / name, f"{name}-{stamp}")
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.barrier()  # nobody saves or logs into the run dir while rank 0 may be clearing it
+
+    def _archive(self, directory: Path, name: str) -> None:
+        if not directory.is_dir() or not any(directory.iterdir()):
             return
-        if checkpoint.has_checkpoints(self.root) and not train.overwrite:
-            raise CheckpointError(f"{self.root} already holds checkpoints; run `forgather train` to resume, or add "
-                                  "--overwrite to --init-model to delete them and start over")
-        if not self.info.is_main:
-            return
-        if checkpoint.has_checkpoints(self.root):
-            shutil.rmtree(self.root)
-        logs = self.config.run_dir / "runs"
-        if logs.is_dir() and any(logs.iterdir()):
-            stamp = time.strftime("runs-%Y%m%d-%H%M%S")
-            archive = next(path for n in range(1, 10_000)
-                           if not (path := self.config.run_dir / "archive" / (stamp if n == 1 else f"{stamp}-{n}")).exists())
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            logs.rename(archive)
-            print(f"forgather: the previous run's logs moved to {archive}", flush=True)
+        archive = next(path for n in range(1, 10_000)
+                       if not (path := self.config.run_dir / "archive" / (name if n == 1 else f"{name}-{n}")).exists())
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        directory.rename(archive)
+        print(f"forgather: the previous run's {directory.name} moved to {archive}", flush=True)
 
     def write_initial_model(self, model: nn.Module) -> Path | None:
         """With --init-model, the freshly initialised weights as an HF model dir (RUN_DIR/initial_model).

@@ -66,10 +66,14 @@ def test_two_ranks_then_one_rank_continue_the_same_stream(project):
 
 def test_init_model_refuses_to_replace_checkpoints_without_overwrite(project):
     train(project, "--init-model", "--max-steps", "2")
-    refused = train(project, "--init-model", check=False)
-    assert refused.returncode != 0
+    saved_config = (project / "output" / "config.yaml").read_bytes()
+    refused = train(project, "--init-model", "--lr", "0.5", "--max-steps", "9", check=False)
+    assert refused.returncode == 2
     assert "already holds checkpoints" in refused.stderr and "--overwrite" in refused.stderr
+    assert "forgather.run" not in refused.stdout + refused.stderr  # refused before torchrun
     assert (project / "output" / "checkpoints" / "step-000002").is_dir()
+    # the refused launch's settings were not written over the run's: a resume must not train with them
+    assert (project / "output" / "config.yaml").read_bytes() == saved_config
 
 
 def _straight_losses_then_kill_a_rank_after_step_4(project: Path, *args: str) -> tuple[dict, Training]:

@@ -216,6 +216,20 @@ def test_starting_over_archives_the_old_runs_logs(project):
     assert sorted(metrics(project)) == [1, 2]  # only the new run's steps
     archived = list((project / "output" / "archive").glob("runs-*/metrics.jsonl"))
     assert len(archived) == 1 and '"step": 4' in archived[0].read_text()
+    exports = project / "output" / "exports"  # the new run's export only; the old one is archived beside its logs
+    assert sorted(p.name for p in exports.iterdir()) == ["step-000002"]
+    assert [p.name for p in (project / "output" / "archive").glob("exports-*/*")] == ["step-000004"]
+
+
+def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
+    train(project, "--init-model", "--max-steps", "4")
+    out = project / "output"
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    (project / "empty.jsonl").write_text("")
+    failed = train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), check=False)
+    assert failed.returncode == 2 and "has no documents" in failed.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing deleted
+    assert not (out / "archive").exists() and (out / "runs").is_dir() and (out / "exports" / "step-000004").is_dir()
 
 
 FULL_DISK = """
