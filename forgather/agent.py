@@ -8,7 +8,8 @@ parser and runs torchrun's own `run()` (the elastic agent; nothing home-made), a
   noise from the other ranks; torchrun's ChildFailedError report is not printed.
 - Signals: SIGTERM/SIGINT go to the ranks, which finish their step, save a checkpoint and exit; the
   agent never kills them after a grace period (torchrun's agent would, after 30 s), so a slow save
-  completes. A job stopped this way exits PREEMPTED (75): resumable, e.g. for a scheduler to requeue.
+  completes. A job stopped this way exits PREEMPTED (75): resumable, e.g. for a scheduler to requeue; so does
+  one whose ranks alone got the signal (they leave word in the status dir).
 The ranks stop by themselves if this process dies (kill -9): see lifeline.py.
 """
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except ChildFailedError as exc:
         status, line = failure_outcome(exc.failures, status_dir)
     finally:
+        if any(status_dir.glob("rank-*.stopped")):  # the ranks saw a signal this process did not
+            state["signal"] = state["signal"] or signal.SIGTERM
         for leftover in status_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         status_dir.rmdir()

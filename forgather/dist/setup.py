@@ -76,14 +76,25 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def report_failure(line: str, rank: int) -> None:
-    """Leave this rank's one-line error for forgather.agent, which prints the failing rank's line last."""
+def _leave_status(name: str, text: str) -> None:
+    """A file in the status dir forgather.agent reads after the ranks exit (none when run without it)."""
     status_dir = os.environ.get("FORGATHER_STATUS_DIR")
     if status_dir:
         try:
-            (Path(status_dir) / f"rank-{rank}.txt").write_text(line + "\n", encoding="utf-8")
+            (Path(status_dir) / name).write_text(text, encoding="utf-8")
         except OSError:
-            pass  # the line was printed already; the file only repeats it at the end
+            pass  # what it says was printed already; the file only lets the agent repeat it at the end
+
+
+def report_failure(line: str, rank: int) -> None:
+    """Leave this rank's one-line error for forgather.agent, which prints the failing rank's line last."""
+    _leave_status(f"rank-{rank}.txt", line + "\n")
+
+
+def report_stopped(rank: int) -> None:
+    """Leave word that this rank stopped on a signal after saving, so the job exits PREEMPTED also when the
+    signal reached the ranks only (a scheduler or a user signalling the rank processes), not the agent."""
+    _leave_status(f"rank-{rank}.stopped", "")
 
 
 def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) -> int:

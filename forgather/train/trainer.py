@@ -20,7 +20,7 @@ from ..config import RunConfig
 from ..console import phase
 from ..errors import CheckpointError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
-from ..dist.setup import DistInfo, use_step_timeout
+from ..dist.setup import DistInfo, report_stopped, use_step_timeout
 from .agreement import StepAgreement
 from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
@@ -196,6 +196,7 @@ class Trainer:
             if agreed["stop"]:
                 self._save("signal", wait=True)
                 self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
+                report_stopped(self.info.rank)
                 return 0
             self._save_at_epoch_end(-agreed["minus_epoch"])
             first = self.state.step == self._first_step

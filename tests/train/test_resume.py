@@ -116,6 +116,18 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_preempted(proj
     assert f"training steps {step}→" in train(project, "--max-steps", str(step + 1), nproc=2).stdout
 
 
+def test_sigterm_to_one_rank_only_also_exits_preempted(project):
+    """A scheduler or a user may signal a rank process, not the launcher: the job stopped early all the same,
+    and must not report success (a requeueing scheduler would drop it)."""
+    set_in_project(project, "train", "max_steps: 100000")
+    set_in_project(project, "checkpoint", "save_every: 1000")
+    run = Training(project, "--init-model", nproc=2)
+    run.wait_for(r"^step 3/")
+    run.ranks()[-1].send_signal(signal.SIGTERM)
+    assert run.finish(timeout=120) == PREEMPTED, run.output[-3000:]
+    assert re.search(r"stopped by signal at step \d+", run.output) and "exit status 75" in run.output
+
+
 def test_elastic_restart_after_kill_9_resumes_from_the_latest_checkpoint_and_finishes(project):
     # --init-model --overwrite on the first attempt must not wipe what it saved when torchrun restarts it.
     straight, run = _straight_losses_then_kill_a_rank_after_step_4(project, "--", "--max-restarts", "1")
