@@ -4,8 +4,8 @@
 parser and runs torchrun's own `run()` (the elastic agent; nothing home-made), and adds three things:
 
 - Exit status: when ranks fail, the exit code is the failing rank's own (2 for a config or data error,
-  3 for divergence...), not torchrun's 1, and the rank's one-line error is printed last, after any
-  noise from the other ranks; torchrun's ChildFailedError report is not printed.
+  3 for divergence...), not torchrun's 1, and the rank's one-line error is printed once, last, after any
+  noise from the other ranks (ranks that fail alike print it once in all); torchrun's ChildFailedError report is not printed.
 - Signals: SIGTERM/SIGINT go to the ranks, which finish their step, save a checkpoint and exit; the
   agent never kills them after a grace period (torchrun's agent would, after 30 s), so a slow save
   completes. A job stopped this way exits PREEMPTED (75): resumable, e.g. for a scheduler to requeue; so does
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -51,15 +52,29 @@ def rank_error(status_dir: Path, rank: int) -> str | None:
         return None
 
 
-def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, str | None]:
-    """(exit status, line to print last): a rank's forgather status and message when one failed with one."""
+def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, list[str]]:
+    """(exit status, lines to print last): the first failing rank's forgather status, and its one-line error
+    last, after the other failed ranks' lines that say something else (ranks that hit the same bad input say the
+    same thing: it is printed once)."""
     own = {r: f for r, f in failures.items() if f.exitcode in FORGATHER_CODES}
     pool = own or failures
     rank = min(pool, key=lambda r: (pool[r].timestamp, r))
     code = pool[rank].exitcode
     if code < 0:  # killed by a signal
         code = 128 - code
-    return code or 1, rank_error(status_dir, rank)
+    chosen = rank_error(status_dir, rank)
+    said = {_without_rank(chosen)} if chosen else set()
+    lines = []
+    for other in sorted(failures):
+        line = rank_error(status_dir, other)
+        if line and _without_rank(line) not in said:
+            said.add(_without_rank(line))
+            lines.append(line)
+    return code or 1, lines + ([chosen] if chosen else [])
+
+
+def _without_rank(line: str) -> str:
+    return re.sub(r"\[rank \d+\] ", "", line, count=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,16 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     args.signals_to_handle = "SIGHUP,SIGQUIT"
     try:
         run(args)
-        status, line = 0, None
+        status, lines = 0, []
     except ChildFailedError as exc:
-        status, line = failure_outcome(exc.failures, status_dir)
+        status, lines = failure_outcome(exc.failures, status_dir)
     finally:
         if any(status_dir.glob("rank-*.stopped")):  # the ranks saw a signal this process did not
             state["signal"] = state["signal"] or signal.SIGTERM
         for leftover in status_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         status_dir.rmdir()
-    if line:
+    for line in lines:
         print(line, file=sys.stderr, flush=True)
     if status == 0 and state["signal"] is not None:
         print(f"forgather: stopped by {signal.Signals(state['signal']).name} after saving a checkpoint; "

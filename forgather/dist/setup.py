@@ -76,19 +76,23 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def _leave_status(name: str, text: str) -> None:
-    """A file in the status dir forgather.agent reads after the ranks exit (none when run without it)."""
+def _leave_status(name: str, text: str) -> bool:
+    """A file in the status dir forgather.agent reads after the ranks exit; False when run without the agent
+    or the file could not be written."""
     status_dir = os.environ.get("FORGATHER_STATUS_DIR")
-    if status_dir:
-        try:
-            (Path(status_dir) / name).write_text(text, encoding="utf-8")
-        except OSError:
-            pass  # what it says was printed already; the file only lets the agent repeat it at the end
+    if not status_dir:
+        return False
+    try:
+        (Path(status_dir) / name).write_text(text, encoding="utf-8")
+        return True
+    except OSError:
+        return False
 
 
-def report_failure(line: str, rank: int) -> None:
-    """Leave this rank's one-line error for forgather.agent, which prints the failing rank's line last."""
-    _leave_status(f"rank-{rank}.txt", line + "\n")
+def report_failure(line: str, rank: int) -> bool:
+    """Leave this rank's one-line error for forgather.agent, which prints it once, last, after the other ranks'
+    output; False when the rank must print it itself."""
+    return _leave_status(f"rank-{rank}.txt", line + "\n")
 
 
 def report_stopped(rank: int) -> None:
@@ -115,8 +119,8 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
     except UserError as exc:
         rank = f"[rank {info.rank}] " if info is not None else ""
         line = f"{label}: {rank}error: {exc}"
-        print(line, file=sys.stderr, flush=True)
-        report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0)))
+        if not report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0))):
+            print(line, file=sys.stderr, flush=True)
         return exc.exit_code
     finally:
         teardown()

@@ -226,8 +226,10 @@ def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
     out = project / "output"
     before = sorted(p.name for p in (out / "checkpoints").iterdir())
     (project / "empty.jsonl").write_text("")
-    failed = train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), check=False)
-    assert failed.returncode == 2 and "has no documents" in failed.stderr
+    failed = train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), nproc=2,
+                   check=False)
+    assert failed.returncode == 2 and "has no documents" in failed.stderr.strip().splitlines()[-1]
+    assert failed.stderr.count("has no documents") == 1  # both ranks fail alike: one line, not one per rank
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing deleted
     assert not (out / "archive").exists() and (out / "runs").is_dir() and (out / "exports" / "step-000004").is_dir()
 
