@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -108,7 +109,14 @@ def _dataclass(cls: type, value: Any, origins: Origins, path: str) -> Any:
     except ConfigError:
         raise
     except UserError as exc:  # a section's own validation (e.g. DataSpec.__post_init__): add where it was written
-        raise ConfigError(f"{_where(origins, path)}: {exc}") from None
+        raise ConfigError(f"{_where_named(origins, path, list(fields), str(exc))}: {exc}") from None
+
+
+def _where_named(origins: Origins, path: str, names: list[str], message: str) -> str:
+    """Where the key a validation message names first was set (a flag, --set, file:line), else the section's."""
+    found = [(match.start(), full) for full in (join_key(path, name) for name in names) if full in origins
+             for match in [re.search(rf"(?<![\w.]){re.escape(full)}(?![\w])", message)] if match]
+    return origins[min(found)[1]] if found else _where(origins, path)
 
 
 def _show(value: Any) -> str:

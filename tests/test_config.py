@@ -57,6 +57,14 @@ def test_wrong_value_type_names_key_and_value(tiny_project):
         _resolve(tiny_project)
 
 
+def test_a_sections_own_check_names_where_the_key_was_set_not_the_section(tiny_project):
+    with pytest.raises(ConfigError, match=r"^flag --max-length: data.block_size must be at least 2"):
+        _resolve(tiny_project, ["--max-length", "1"])
+    set_in_project(tiny_project, "data", "chunk_tokens: 8")  # names data.block_size second: its own line wins
+    with pytest.raises(ConfigError, match=r"project.yaml:\d+: data.chunk_tokens \(8\) must be at least"):
+        _resolve(tiny_project)
+
+
 def test_choice_outside_literal_is_rejected_with_suggestion(tiny_project):
     set_in_project(tiny_project, "dist", "mode: fsdp")
     with pytest.raises(ConfigError, match=r"dist.mode: 'fsdp' is not one of .*did you mean 'fsdp2'"):

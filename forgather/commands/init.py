@@ -41,7 +41,7 @@ data:
   sources:
 {sources}  validation_fraction: 0.05     # hold out the last 5% of each source for eval
   tokenizer:
-    path: null                  # a tokenizer.json; null trains a byte-level BPE on the sources (cached)
+    # path: tokenizer.json       # an existing tokenizer; without one, a byte-level BPE is trained on the sources
     vocab_size: {vocab_size}
   block_size: {block_size}               # tokens per packed block (--max-length)
 
@@ -129,6 +129,19 @@ def project_yaml(directory: Path, data_paths: list[str] | None, model: str, size
                                size=_scalar(size), sources=sources, vocab_size=vocab_size, block_size=block_size)
 
 
+def check_new_project(directory: Path) -> None:
+    """UserError unless the new project resolves as `config show` would and each source's format is known (one
+    format per source), so a bad option is refused now, not at the first `forgather train`."""
+    from ..config import build_config
+    from ..data.spec import DataSpec
+    from ..project import PROJECT_FILE, Project, compose_project, resolve
+
+    tree, origins = resolve(compose_project(Project(directory, directory / PROJECT_FILE)))
+    config = build_config(tree, origins)
+    for source in DataSpec.from_dict(config.data, base_dir=config.project_dir).sources:
+        source.located().resolved_kind()
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     directory = Path(args.directory).expanduser().resolve()
     if directory.exists() and not directory.is_dir():
@@ -142,9 +155,21 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     else:
         model_project_dir(model, Path.cwd(), "--model")  # an unknown name: one line listing the bundled ones
     text = project_yaml(directory, args.data_paths, model, args.model_config, args.vocab_size, args.block_size)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "project.yaml").write_text(text, encoding="utf-8")
-    (directory / "README.md").write_text(README.format(name=directory.name), encoding="utf-8")
+    written = [directory / "project.yaml", directory / "README.md"]
+    previous = {path: path.read_bytes() for path in written if path.is_file()}  # --force over an old project
+    written[0].write_text(text, encoding="utf-8")
+    written[1].write_text(README.format(name=directory.name), encoding="utf-8")
+    try:
+        check_new_project(directory)
+    except UserError as exc:  # put back what was there: a refused init leaves nothing of its own behind
+        for path in written:
+            path.write_bytes(previous[path]) if path in previous else path.unlink()
+        if created:
+            directory.rmdir()
+        raise UserError(f"the project these options make would not run ({exc}); change the option that sets it "
+                        "(--data, --model-config, --vocab-size, --block-size); nothing was written") from None
     where = os.path.relpath(directory) if not os.path.relpath(directory).startswith("..") else str(directory)
     print(f"created {where}/project.yaml and README.md; next: cd {where} && forgather train --init-model")
     return 0

@@ -11,8 +11,6 @@ from typing import Any
 from ..errors import DataError
 from .common import add_data_argument, resolve_config
 
-MIN_VOCAB = 300  # train_tokenizer's floor
-
 EXAMPLES = """examples:
   forgather tokenizer train                           vocab from data.tokenizer.vocab_size, to RUN_DIR/tokenizer.json
   forgather tokenizer train --vocab-size 16384 --output tokenizers/bpe16k.json
@@ -55,7 +53,7 @@ def training_texts(spec) -> tuple[list[str], int]:
 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
-    from ..data.spec import DataSpec
+    from ..data.spec import MIN_VOCAB_SIZE, DataSpec
     from tokenizers import Tokenizer as HFTokenizer
 
     from ..data.tokenizer import train_tokenizer
@@ -67,9 +65,9 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     where = "data.tokenizer.vocab_size" if args.vocab_size is None else "--vocab-size"
     if vocab != "auto" and not (isinstance(vocab, int) or str(vocab).isdigit()):
         raise DataError(f"{where} {vocab!r} must be an integer or 'auto'")
-    if vocab != "auto" and int(vocab) < MIN_VOCAB:
+    if vocab != "auto" and int(vocab) < MIN_VOCAB_SIZE:
         raise DataError(f"{where} {vocab} is too small for byte-level BPE (256 bytes + special tokens); "
-                        f"use at least {MIN_VOCAB}")
+                        f"use at least {MIN_VOCAB_SIZE}")
     out = Path(args.output).expanduser() if args.output else config.run_dir / "tokenizer.json"
     if out.is_dir():
         out = out / "tokenizer.json"

@@ -37,7 +37,9 @@ def resolve_files(spec: SourceSpec, kind: str) -> list[str]:
     """The concrete files for a file/glob/dir path, sorted; DataError when none exist."""
     p = spec.path
     if any(c in p for c in "*?["):
-        files = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+        files = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f)
+                       # a format inferred from a glob's files (resolved_kind) reads only that format's files
+                       and (spec.kind or Path(f).suffix.lower() in _FILE_EXT[kind]))
     elif os.path.isdir(p):
         files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix.lower() in _FILE_EXT[kind])
     elif os.path.isfile(p):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..errors import DataError
 
+MIN_VOCAB_SIZE = 300  # the smallest byte-level BPE trained here: 256 byte tokens, specials, a few merges
 KINDS = ("parquet", "jsonl", "text", "arrow_dir", "hub", "python_docs")
 _EXT_KIND = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
 
@@ -49,26 +51,47 @@ class SourceSpec:
         if self.path in ("stdlib", "site-packages"):
             return "python_docs"
         p = Path(self.path)
-        ext = p.suffix.lower() if not any(c in self.path for c in "*?[") else Path(self.path.rstrip("*")).suffix.lower()
+        is_glob = any(c in self.path for c in "*?[")
+        ext = p.suffix.lower() if not is_glob else Path(self.path.rstrip("*")).suffix.lower()
         if ext in _EXT_KIND:
             return _EXT_KIND[ext]
         if "://" in self.path:
             raise DataError(f"source {self.name!r}: cannot tell the format of {self.path}; end the URL with "
                             "*.parquet, or set kind: parquet for a directory of parquet files")
+        if is_glob:
+            return self._kind_of_files(Path(f) for f in glob.glob(self.path, recursive=True))
         if p.is_dir():
             if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
                 return "arrow_dir"
-            for ext_, kind in _EXT_KIND.items():
-                if any(p.rglob(f"*{ext_}")):
-                    return kind
-            raise DataError(f"source {self.name!r}: directory {self.path} holds no .parquet/.jsonl/.txt files "
-                            "and is not a saved dataset; set 'kind' or point at the files")
+            return self._kind_of_files(p.rglob("*"))
         if p.exists():
             raise DataError(f"source {self.name!r}: cannot tell the format of {self.path} from its extension; "
                             f"set kind to one of {', '.join(KINDS)}")
         if "/" in self.path and not self.path.startswith((".", "/", "~")) and self.path.count("/") == 1:
             return "hub"
         raise DataError(f"source {self.name!r}: {self.path} does not exist (give a file, glob, directory or hub id)")
+
+
+    def _kind_of_files(self, paths: Any) -> str:
+        """The one format of the data files a directory or glob holds. A source reads one format: mixed formats
+        are refused rather than some files silently left out (a README among data files is not data)."""
+        found: dict[str, list[str]] = {}
+        for path in paths:
+            if path.is_file() and path.suffix.lower() in _EXT_KIND:
+                found.setdefault(_EXT_KIND[path.suffix.lower()], []).append(path.name)
+        data = {kind: names for kind, names in found.items()
+                if not all(name.lower().startswith("readme") for name in names)} if len(found) > 1 else found
+        if len(data) == 1:
+            return next(iter(data))
+        if not data:
+            raise DataError(f"source {self.name!r}: {self.path} holds no .parquet/.jsonl/.txt/.md files and is not a "
+                            "saved dataset; set 'kind' or point at the files")
+        suffixes = sorted({Path(name).suffix.lower() for names in data.values() for name in names})
+        counts = ", ".join(f"{sum(Path(n).suffix.lower() == x for names in data.values() for n in names)} {x}"
+                           for x in suffixes)
+        globs = " ".join(f"'{self.path.rstrip('/*')}/**/*{x}'" for x in suffixes)
+        raise DataError(f"source {self.name!r}: {self.path} mixes file formats ({counts} files); a source reads one "
+                        f"format: give each as its own source (--data {globs}) or set 'kind'")
 
 
 @dataclass
@@ -81,6 +104,11 @@ class TokenizerSpec:
     add_eos: bool = True
     bos_token: str | None = None
     eos_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.path is None and not isinstance(self.vocab_size, str) and self.vocab_size < MIN_VOCAB_SIZE:
+            raise DataError(f"data.tokenizer.vocab_size {self.vocab_size} is too small for byte-level BPE (256 bytes "
+                            f"plus merges): use at least {MIN_VOCAB_SIZE}, or 'auto'")
 
 
 @dataclass

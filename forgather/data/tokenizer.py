@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import DataError
-from .spec import TokenizerSpec
+from .spec import MIN_VOCAB_SIZE, TokenizerSpec
 
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>")
 _BOS_CANDIDATES = ("<|endoftext|>", "<s>", "<bos>", "<|begin_of_text|>")
@@ -202,8 +202,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str |
     if vocab_size == "auto" or vocab_size is None:
         vocab_size = auto_vocab_size(count_unique_words(texts))
     vocab_size = int(vocab_size)
-    if vocab_size < 300:
-        raise DataError(f"data.tokenizer.vocab_size {vocab_size} is too small for byte-level BPE (min 300)")
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise DataError(f"data.tokenizer.vocab_size {vocab_size} is too small for byte-level BPE (min {MIN_VOCAB_SIZE})")
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -64,7 +64,8 @@ def test_init_refuses_an_unknown_model_and_a_missing_data_path(tmp_path):
 
 def test_the_created_project_trains(tmp_path):
     my_files(tmp_path)
-    assert cli("init", "proj", "--data", "mine", "--vocab-size", "300", "--block-size", "64", cwd=tmp_path).returncode == 0
+    assert cli("init", "proj", "--data", "mine/rows.jsonl", "mine/*.md", "--vocab-size", "300", "--block-size", "64",
+               cwd=tmp_path).returncode == 0
     project = tmp_path / "proj"
     result = cli("train", "--init-model", "--no-accelerator", "--max-steps", "2", "--batch-size", "2",
                  cwd=project, timeout=300)
@@ -72,3 +73,29 @@ def test_the_created_project_trains(tmp_path):
     run_config = yaml.safe_load((project / "output" / "config.yaml").read_text())
     assert run_config["model"]["arch"]["max_position_embeddings"] == 64
     assert list((project / "output" / "checkpoints").iterdir())
+
+
+def test_init_refuses_options_that_make_a_project_that_cannot_run_and_writes_nothing(tmp_path):
+    my_files(tmp_path)
+    (tmp_path / "mine" / "more.txt").write_text("a third format")  # beside rows.jsonl: a source reads one format
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "project.yaml").write_text("mine\n")
+    cases = {("--block-size", "1"): "data.block_size must be at least 2",
+             ("--model-config", "7B"): "no model config '7B'",
+             ("--vocab-size", "10"): "use at least 300",
+             ("--data", "mine"): "mixes file formats (1 .jsonl, 1 .md, 1 .txt files)"}
+    for options, reason in cases.items():
+        result = cli("init", "new", *options, cwd=tmp_path)
+        assert result.returncode == 2 and reason in result.stderr and "nothing was written" in result.stderr, options
+        assert len(result.stderr.splitlines()) == 2 and not (tmp_path / "new").exists()
+    refused = cli("init", "kept", "--force", "--block-size", "1", cwd=tmp_path)  # --force over an old project
+    assert refused.returncode == 2 and (tmp_path / "kept" / "project.yaml").read_text() == "mine\n"
+    assert not (tmp_path / "kept" / "README.md").exists()
+
+
+def test_an_init_project_takes_a_tokenizer_path_by_set(tmp_path):
+    my_files(tmp_path)
+    assert cli("init", "proj", "--data", "mine/rows.jsonl", cwd=tmp_path).returncode == 0
+    shown = cli("config", "show", "--set", "data.tokenizer.path=/elsewhere/tokenizer.json", cwd=tmp_path / "proj")
+    assert shown.returncode == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["data"]["tokenizer"]["path"] == "/elsewhere/tokenizer.json"

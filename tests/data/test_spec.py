@@ -115,3 +115,34 @@ def test_data_spec_accepts_sources_without_a_name(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     spec = DataSpec.from_dict({"sources": [{"path": "notes.txt"}, "notes.txt"]}, base_dir=tmp_path)
     assert [s.name for s in spec.sources] == ["notes", "notes_2"]
+
+
+def test_a_directory_or_glob_of_mixed_formats_is_refused_not_partly_read(tmp_path):
+    (tmp_path / "d").mkdir()
+    for name in ("a.txt", "b.txt", "c.jsonl"):
+        (tmp_path / "d" / name).write_text("x")
+    for path in ("d", "d/*"):
+        with pytest.raises(DataError, match=r"mixes file formats \(1 .jsonl, 2 .txt files\).*'.*/d/\*\*/\*.jsonl'"):
+            DataSpec.from_dict({"sources": [path]}, base_dir=tmp_path).sources[0].resolved_kind()
+    (tmp_path / "d" / "c.jsonl").unlink()
+    (tmp_path / "d" / "README.md").write_text("about")
+    (tmp_path / "d" / "e.parquet").write_bytes(b"")
+    (tmp_path / "d" / "a.txt").unlink()
+    (tmp_path / "d" / "b.txt").unlink()
+    spec = DataSpec.from_dict({"sources": ["d", "d/*"]}, base_dir=tmp_path)  # a README beside the data is no data
+    assert [s.resolved_kind() for s in spec.sources] == ["parquet", "parquet"]
+    from forgather.data.source_files import resolve_files
+
+    assert [p.rsplit("/", 1)[1] for p in resolve_files(spec.sources[1], "parquet")] == ["e.parquet"]
+
+
+def test_a_glob_without_an_extension_takes_the_format_of_its_files(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("x")
+    assert DataSpec.from_dict({"sources": ["d/*"]}, base_dir=tmp_path).sources[0].resolved_kind() == "text"
+
+
+def test_a_tokenizer_to_train_needs_a_vocabulary_of_at_least_300():
+    with pytest.raises(DataError, match="data.tokenizer.vocab_size 10 is too small.*at least 300"):
+        DataSpec.from_dict({"sources": ["stdlib"], "tokenizer": {"vocab_size": 10}})
+    assert DataSpec.from_dict({"sources": ["stdlib"], "tokenizer": {"vocab_size": 10, "path": "t.json"}})
