@@ -58,3 +58,17 @@ def test_the_quick_start_commands_run_one_after_the_other_in_one_shell():
     result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["TRAINED", "TESTED"]
+
+
+def test_every_option_the_readme_gives_forgather_train_exists_in_a_new_project(tmp_path):
+    """README's train options are common ones (templates/base.yaml), not one bundled project's own flags."""
+    readme = (REPO / "README.md").read_text()
+    used = {option for command in re.findall(r"forgather train[^`\n]*", readme)
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", command.split(" -- ")[0])}
+    assert {"--model-config", "--attn-implementation", "--compile", "--dry-run"} <= used
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "forgather.cli", "init", "fresh"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    shown = subprocess.run([sys.executable, "-m", "forgather.cli", "train", "--help"], cwd=tmp_path / "fresh",
+                           env=env, capture_output=True, text=True, check=True).stdout
+    assert sorted(option for option in used if option not in shown) == []
