@@ -233,12 +233,16 @@ def model_eos_token(model_dir: Path, tokenizer: Path | None) -> str | None:
 
 def eval_settings(target_config: RunConfig | None, model_dir: Path, tokenizer: Path | None,
                   block_size: int | None = None) -> EvalSettings:
-    """The run's block size and EOS policy; for a bare model dir, min(max positions, 2048) and its declared EOS."""
+    """The run's block size and EOS policy; for a bare model dir, min(max positions, 2048) and its declared EOS.
+    A --block-size past the model's positions is refused: the loss there measures positions it never trained."""
+    positions = _model_config(model_dir).get("max_position_embeddings")
+    if block_size and isinstance(positions, int) and 0 < positions < block_size:
+        raise UserError(f"--block-size {block_size} is past the model's max_position_embeddings {positions} "
+                        f"({model_dir / 'config.json'}); use at most {positions}")
     if target_config is not None:
         fields = target_config.data.get("tokenizer") or {}
         return EvalSettings(block_size or int(target_config.data["block_size"]), bool(fields.get("add_eos", True)),
                             fields.get("eos_token"), "--block-size" if block_size else "the run's data settings")
-    positions = _model_config(model_dir).get("max_position_embeddings")
     default = min(positions, BARE_BLOCK_SIZE) if isinstance(positions, int) and positions > 0 else BARE_BLOCK_SIZE
     eos = model_eos_token(model_dir, tokenizer)
     why = "--block-size" if block_size else f"no run config: min(max_position_embeddings, {BARE_BLOCK_SIZE})"

@@ -54,3 +54,15 @@ def test_a_bare_model_dir_blocks_at_its_positions_up_to_2048_with_its_declared_e
     assert (settings.block_size, settings.add_eos) == (128, False)
     assert "config.json names no EOS" in settings.describe()
     assert eval_settings(None, short, None, block_size=64).block_size == 64
+
+
+def test_a_block_size_past_the_models_positions_is_refused_naming_both(tmp_path):
+    import pytest
+
+    from forgather.errors import UserError
+
+    short = _model_dir(tmp_path, max_position_embeddings=128)
+    assert eval_settings(None, short, None, block_size=128).block_size == 128
+    with pytest.raises(UserError, match=r"--block-size 1024 is past the model's max_position_embeddings 128 .*"
+                                        r"config.json\); use at most 128"):
+        eval_settings(None, short, None, block_size=1024)
