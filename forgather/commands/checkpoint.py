@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..checkpoint import layout
 from ..checkpoint.manifest import checkpoint_size, read_manifest, verify_manifest
@@ -159,13 +159,27 @@ def run_export(path: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_target(target: str, project_checkpoints: Callable[[], Path]) -> Path:
+    """A step directory's path, or a step of the project's run as a number (200) or as `list` prints it
+    (step-000200); CheckpointError naming the steps there are when it is none of them."""
+    if Path(target).is_dir():
+        return Path(target)
+    step = int(target) if target.isdigit() else layout.parse_step(target)
+    if step is None:
+        raise CheckpointError(f"{target}: no such checkpoint (give a step number, a step-NNNNNN name or a path)")
+    root = project_checkpoints()
+    path = layout.step_dir(root, step)
+    if path.is_dir():
+        return path
+    found = [name.name for _, name in layout.list_checkpoints(root)]
+    where = f"checkpoints in {root}: {', '.join(found)}" if found else f"no checkpoints in {root}"
+    raise CheckpointError(f"{target}: no such checkpoint ({where})")
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     action = args.checkpoint_action
     if action in ("show", "export"):
-        target = args.target
-        path = layout.step_dir(project_root(args, composed), int(target)) if target.isdigit() else Path(target)
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: no such checkpoint")
+        path = checkpoint_target(args.target, lambda: project_root(args, composed))
         return run_show(path) if action == "show" else run_export(path, args)
     where = Path(args.path) if args.path else project_root(args, composed)
     if not args.path and not where.is_dir():

@@ -72,6 +72,11 @@ def test_without_path_uses_the_project_run_dir(tiny_project):
     assert "step-000300" in listed.stdout
     shown = forgather("checkpoint", "show", "300", cwd=tiny_project)
     assert shown.returncode == 0 and "step       300" in shown.stdout, shown.stderr
+    by_name = forgather("checkpoint", "show", "step-000300", cwd=tiny_project)  # the name `list` prints
+    assert by_name.returncode == 0 and "step       300" in by_name.stdout, by_name.stderr
+    missing = forgather("checkpoint", "show", "step-000200", cwd=tiny_project)
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
+    assert "step-000200: no such checkpoint (checkpoints in " in missing.stderr and ": step-000300)" in missing.stderr
 
 
 def test_missing_path_is_a_one_line_error(tmp_path):
