@@ -210,7 +210,10 @@ class RunCheckpointer:
         """Restore from the checkpoint `locate` found (verified there); None when starting fresh."""
         if self.latest is None:
             if self.info.is_main:
-                print(f"forgather: no checkpoint in {self.root}; starting from initialised weights", flush=True)
+                init_from = self.config.train.init_from
+                start = (f"the weights of train.init_from {self.config.path(init_from)}" if init_from
+                         else "initialised weights")
+                print(f"forgather: no checkpoint in {self.root}; starting from {start}", flush=True)
             return None
         if self.info.is_main:
             print(f"forgather: resuming from {self.latest}", flush=True)

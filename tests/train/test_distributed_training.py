@@ -129,4 +129,5 @@ def test_init_from_starts_from_the_given_weights_and_early_stopping_ends_the_run
     got = losses(project)
     assert got[1] < first_fresh - 0.05, (got[1], first_fresh)  # trained weights, not a fresh init
     assert "early stopping at step 3" in result.stdout, result.stdout[-2000:]
+    assert f"starting from the weights of train.init_from {weights}" in result.stdout  # not "initialised weights"
     assert max(got) == 3
