@@ -70,6 +70,23 @@ def torchrun_prefix() -> list[str]:
     return [sys.executable, "-m", "forgather.agent"]
 
 
+def _is_port(text: str) -> bool:
+    return text.isdigit() and 1 <= int(text) <= 65535
+
+
+def check_nodes(args: argparse.Namespace) -> None:
+    """--nnodes N or MIN:MAX, --node-rank within it, --master-port a port: one line before torchrun otherwise
+    (torchrun would fail on each node separately, or wait for a node that can never join)."""
+    low, colon, high = str(args.nnodes).partition(":")
+    if not (low.isdigit() and int(low) >= 1 and (not colon or (high.isdigit() and int(high) >= int(low)))):
+        raise UserError(f"--nnodes '{args.nnodes}': expected a number of nodes (2) or MIN:MAX (1:4)")
+    if args.node_rank is not None and not (0 <= args.node_rank < int(high if colon else low)):
+        raise UserError(f"--node-rank {args.node_rank}: must be from 0 to {int(high if colon else low) - 1} with "
+                        f"--nnodes {args.nnodes}")
+    if args.master_port is not None and not _is_port(str(args.master_port)):
+        raise UserError(f"--master-port {args.master_port}: expected a port from 1 to 65535")
+
+
 def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, str] | None = None,
                 entry: str = ENTRY_MODULE) -> LaunchPlan:
     """Build the torchrun argv and env changes for the parsed launcher flags (each rank runs `entry CONFIG`)."""
@@ -86,10 +103,13 @@ def plan_launch(args: argparse.Namespace, config_path: Path, environ: dict[str, 
     if nproc < 1:
         raise UserError(f"--nproc-per-node {nproc}: must be at least 1")
 
+    check_nodes(args)
     argv = [*torchrun_prefix(), "--nnodes", str(args.nnodes), "--nproc-per-node", str(nproc)]
     if args.rdzv_endpoint:
-        if ":" not in args.rdzv_endpoint:
-            raise UserError(f"--rdzv-endpoint '{args.rdzv_endpoint}': expected HOST:PORT, e.g. 10.0.0.1:29400")
+        host, _, port = args.rdzv_endpoint.rpartition(":")
+        if not host or not _is_port(port):
+            raise UserError(f"--rdzv-endpoint '{args.rdzv_endpoint}': expected HOST:PORT with a port from 1 to 65535, "
+                            "e.g. 10.0.0.1:29400")
         argv += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]
         argv += ["--rdzv-id", args.rdzv_id or "forgather"]
     elif args.master_addr or args.master_port:

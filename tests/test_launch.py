@@ -42,6 +42,7 @@ def test_c10d_rendezvous_for_multi_node():
     argv = _plan("--nnodes", "2", "--nproc-per-node", "8", "--rdzv-endpoint", "10.1.2.3:29400", "--rdzv-id", "j1").argv
     assert _value(argv, "--rdzv-backend") == "c10d" and _value(argv, "--rdzv-endpoint") == "10.1.2.3:29400"
     assert _value(argv, "--rdzv-id") == "j1" and "--standalone" not in argv
+    assert _value(_plan("--nnodes", "1:4", "--rdzv-endpoint", "[::1]:29400").argv, "--nnodes") == "1:4"
 
 
 def test_static_rendezvous_with_master_addr_and_node_rank():
@@ -61,6 +62,13 @@ def test_passthrough_goes_before_the_entry_module_verbatim():
     (["--nnodes", "2", "--rdzv-endpoint", "host"], "expected HOST:PORT"),
     (["-d", "0,0"], "distinct GPU indices"),
     (["--nproc-per-node", "0"], "at least 1"),
+    (["--nnodes", "2", "--rdzv-endpoint", "10.0.0.1:abc"], "with a port from 1 to 65535"),
+    (["--nnodes", "2", "--rdzv-endpoint", "10.0.0.1:70000"], "with a port from 1 to 65535"),
+    (["--nnodes", "2", "--node-rank", "2", "--master-addr", "h"], "--node-rank 2: must be from 0 to 1"),
+    (["--nnodes", "2", "--node-rank", "-1", "--master-addr", "h"], "--node-rank -1: must be from 0 to 1"),
+    (["--nnodes", "two", "--master-addr", "h"], "expected a number of nodes"),
+    (["--nnodes", "4:2", "--rdzv-endpoint", "h:1"], "expected a number of nodes"),
+    (["--nnodes", "2", "--master-addr", "h", "--master-port", "0"], "--master-port 0: expected a port"),
 ])
 def test_bad_launcher_input_is_a_user_error(argv, message):
     with pytest.raises(UserError, match=message):
