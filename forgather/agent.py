@@ -87,9 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     # The agent's own failure log lines repeat what the ranks printed; keep its warnings, drop its error report.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    from torch.distributed.run import get_args_parser, run
 
-    args = parse_args(argv)
+    parser = get_args_parser()
+
+    def one_line(message: str) -> None:  # what is wrong, not torchrun's 40-line usage
+        print(f"forgather: error: torchrun: {message} (`torchrun --help` lists what may follow --)", file=sys.stderr,
+              flush=True)
+        raise SystemExit(2)
+
+    parser.error = one_line  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
     # torchrun's agent would take SIGTERM/SIGINT itself: SignalException, then SIGKILL after a grace period.
     args.signals_to_handle = "SIGHUP,SIGQUIT"
     try:

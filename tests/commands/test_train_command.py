@@ -66,3 +66,10 @@ def test_a_rendezvous_endpoint_served_by_another_program_is_one_line_not_a_hang(
                                         cwd=tiny_project))
     assert "another program listens on that port and it is not a torch rendezvous store" in line
     assert time.monotonic() - started < 60
+
+
+def test_a_bad_torchrun_argument_after_dashes_is_one_line(tiny_project):
+    result = forgather("train", "--no-accelerator", "--", "--bogus", cwd=tiny_project)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "torchrun: unrecognized arguments: --bogus" in line and "usage:" not in result.stderr
