@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -155,6 +156,8 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
     import datasets
 
     datasets.disable_progress_bars()
+    # Its loaders log each failure before raising it; the DataError below says it once, in one line.
+    logging.getLogger("datasets.packaged_modules").setLevel(logging.CRITICAL)
     files: list[str] = []
     try:
         if kind == "arrow_dir":
@@ -185,6 +188,10 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
         raise DataError(f"source {spec.name!r}: {spec.path} is not valid UTF-8 ({e}); re-encode it, "
                         "or use a .txt source (decoded with replacement characters)") from None
     except Exception as e:  # datasets/pyarrow raise many types for malformed input; give one clear message
+        bad_line = _first_bad_json_line(files) if kind == "jsonl" else None
+        if bad_line:
+            raise DataError(f"source {spec.name!r}: {bad_line}; each line must be one JSON object such as "
+                            '{"text": "..."}') from None
         while e.__cause__ is not None or e.__context__ is not None:  # the innermost error says what is wrong
             e = e.__cause__ or e.__context__
         msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
@@ -223,6 +230,22 @@ def _all_empty(files: list[str]) -> bool:
                 if chunk.strip():
                     return False
     return True
+
+
+def _first_bad_json_line(files: list[str]) -> str | None:
+    """'FILE line N: not JSON (...)' for the first line of a jsonl file that does not parse; None if all do."""
+    import json
+
+    for f in files:
+        with open(f, "rb") as fh:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except ValueError as exc:
+                    return f"{f} line {i}: not JSON ({exc})"
+    return None
 
 
 def _file_missing_column(files: list[str], kind: str, column: str) -> str | None:

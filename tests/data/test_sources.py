@@ -78,6 +78,13 @@ def test_non_utf8_jsonl_is_a_clear_error_or_replaced(tmp_path):
         assert len(s) == 1
 
 
+def test_a_malformed_jsonl_line_is_named_by_file_and_line_once(tmp_path, capfd):
+    (tmp_path / "rows.jsonl").write_text('{"text": "one"}\n\n{"text": "two"} trailing\n{"text": "three"}\n')
+    with pytest.raises(DataError, match=r"rows.jsonl line 3: not JSON \(Extra data"):
+        load_source(SourceSpec("j", str(tmp_path / "rows.jsonl")))
+    assert "Failed to load JSON" not in capfd.readouterr().err  # datasets' own log line would repeat it
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found.*nope.parquet"):
         load_source(SourceSpec("m", str(tmp_path / "nope.parquet"), kind="parquet"))
