@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..console import phase
 from .parquet_source import is_url
+from .shards import ShardLayout
 from .sources import DocSource, sources_digest, split_sources
 from .spec import DataSpec
 from .stream import BlockStream
@@ -50,6 +51,8 @@ def open_data(spec: DataSpec, rebuild: bool = True, train_shards: int | None = N
     `train_shards` overrides data.shards (evaluation reads the training split as one shard too).
     """
     train, val = split_sources(spec)
+    # Too few documents for the shards: said before a tokenizer is trained on them for nothing.
+    ShardLayout(train_shards or spec.shards, sum(len(s) for s in train))
     tok = get_tokenizer(spec, train)
 
     def stream(sources: list[DocSource], shards: int) -> BlockStream:

@@ -45,3 +45,15 @@ def test_a_world_size_that_does_not_divide_the_shards_names_the_valid_sizes():
 def test_more_shards_than_documents_is_refused():
     with pytest.raises(DataError, match="at most 3"):
         ShardLayout(shards=4, documents=3)
+
+
+def test_too_few_documents_for_the_shards_is_refused_before_a_tokenizer_is_trained(tmp_path):
+    from forgather.data.opening import open_data
+    from forgather.data.spec import DataSpec
+
+    (tmp_path / "notes.md").write_text("first note\n\n\n\nsecond note\n")
+    spec = DataSpec.from_dict({"sources": [str(tmp_path / "notes.md")], "shards": 8,
+                               "cache_dir": str(tmp_path / "cache")})
+    with pytest.raises(DataError, match=r"data.shards is 8 but the sources hold only 2 document\(s\).*at most 2"):
+        open_data(spec)
+    assert not list(tmp_path.rglob("bpe-*.json"))  # refused first, not after training a tokenizer for nothing
