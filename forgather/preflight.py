@@ -139,4 +139,23 @@ def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origin
     if problem:
         where = origins.get("model.attn_implementation", "model.attn_implementation")
         problems.append(f"{where}: model.attn_implementation={attention}: {problem}")
+    return problems + data_source_problems(config)
+
+
+def data_source_problems(config: RunConfig) -> list[str]:
+    """Local sources that do not exist, hold no files of their format or mix formats, one line each: the ranks
+    would fail on them only after torchrun started (URLs and hub ids are checked where they are read)."""
+    from .data.source_files import resolve_files
+    from .data.spec import DataSpec
+
+    spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
+    problems = []
+    for source in [*spec.sources, *spec.validation]:
+        try:
+            located = source.located()
+            kind = located.resolved_kind()
+            if kind in ("parquet", "jsonl", "text") and "://" not in located.path:
+                resolve_files(located, kind)
+        except UserError as exc:
+            problems.append(str(exc))
     return problems

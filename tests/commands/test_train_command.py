@@ -73,3 +73,13 @@ def test_a_bad_torchrun_argument_after_dashes_is_one_line(tiny_project):
     assert result.returncode == 2
     line = one_line_error(result)
     assert "torchrun: unrecognized arguments: --bogus" in line and "usage:" not in result.stderr
+
+
+def test_a_missing_data_path_is_refused_before_torchrun_and_warned_by_a_dry_run(tiny_project):
+    missing = str(tiny_project / "gone" / "rows.jsonl")
+    sources = f"data.sources=[{{path: {missing}}}]"  # as a project file may name it (--data checks its own)
+    result = forgather("train", "--init-model", "--no-accelerator", "--set", sources, cwd=tiny_project)
+    assert result.returncode == 2 and "forgather.run" not in result.stdout + result.stderr  # no rank started
+    assert f"file not found: {missing}" in one_line_error(result)
+    dry = forgather("train", "--dry-run", "--set", sources, cwd=tiny_project)
+    assert dry.returncode == 0 and f"# warning: source 'rows': file not found: {missing}" in dry.stdout
