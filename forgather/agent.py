@@ -5,7 +5,8 @@ parser and runs torchrun's own `run()` (the elastic agent; nothing home-made), a
 
 - Exit status: when ranks fail, the exit code is the failing rank's own (2 for a config or data error,
   3 for divergence...), not torchrun's 1, and the rank's one-line error is printed once, last, after any
-  noise from the other ranks (ranks that fail alike print it once in all); torchrun's ChildFailedError report is not printed.
+  noise from the other ranks (ranks that fail alike print it once in all); torchrun's ChildFailedError
+  report is not printed.
 - Signals: SIGTERM/SIGINT go to the ranks, which finish their step, save a checkpoint and exit; the
   agent never kills them after a grace period (torchrun's agent would, after 30 s), so a slow save
   completes. A job stopped this way exits PREEMPTED (75): resumable, e.g. for a scheduler to requeue; so does

@@ -71,8 +71,8 @@ def check_world_size(shards: int, world_size: int, what: str = "ranks reading da
     valid = valid_world_sizes(shards)
     raise DataError(f"data.shards is {shards}, which {world_size} {what} cannot split evenly; use "
                     f"{', '.join(map(str, valid))} ranks, or set data.shards to a multiple of {world_size} (e.g. "
-                    f"{math.lcm(shards, world_size)}) — a new data.shards is a new data stream: a run that resumes on it "
-                    "needs --no-restore-dataset-state")
+                    f"{math.lcm(shards, world_size)}) — a new data.shards is a new data stream: a run that resumes "
+                    "on it needs --no-restore-dataset-state")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import DataError
 
@@ -71,8 +71,7 @@ class SourceSpec:
             return "hub"
         raise DataError(f"source {self.name!r}: {self.path} does not exist (give a file, glob, directory or hub id)")
 
-
-    def _kind_of_files(self, paths: Any) -> str:
+    def _kind_of_files(self, paths: Iterable[Path]) -> str:
         """The one format of the data files a directory or glob holds. A source reads one format: mixed formats
         are refused rather than some files silently left out (a README among data files is not data)."""
         found: dict[str, list[str]] = {}

@@ -203,7 +203,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str |
         vocab_size = auto_vocab_size(count_unique_words(texts))
     vocab_size = int(vocab_size)
     if vocab_size < MIN_VOCAB_SIZE:
-        raise DataError(f"data.tokenizer.vocab_size {vocab_size} is too small for byte-level BPE (min {MIN_VOCAB_SIZE})")
+        raise DataError(f"data.tokenizer.vocab_size {vocab_size} is too small for byte-level BPE "
+                        f"(min {MIN_VOCAB_SIZE})")
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
