@@ -119,7 +119,9 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
     except UserError as exc:
         rank = f"[rank {info.rank}] " if info is not None else ""
         line = f"{label}: {rank}error: {exc}"
-        if not report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0))):
+        left = report_failure(line, info.rank if info is not None else int(os.environ.get("RANK", 0)))
+        # With restarts, an attempt's failure may be followed by a success the agent reports instead: say it now.
+        if not left or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0:
             print(line, file=sys.stderr, flush=True)
         return exc.exit_code
     finally:
