@@ -5,8 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE
 from .config import read_config
 from .errors import UserError
+
+
+def config_to_read(launched: Path) -> Path:
+    """The file a rank reads its config from. A start-over's ranks are launched on RUN_DIR/config.next.yaml; once
+    the first attempt has replaced the old run it is moved over config.yaml, where a restarted attempt finds it."""
+    if launched.name == NEXT_CONFIG_FILE and not launched.exists():
+        return launched.with_name(CONFIG_FILE)
+    return launched
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     watch_parent()  # a rank whose launcher was killed stops (after saving) instead of training on, unwatched
     try:
-        config = read_config(Path(argv[0]))
+        config = read_config(config_to_read(Path(argv[0])))
     except UserError as exc:
         print(f"forgather.run: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -10,6 +10,10 @@ OPTIMIZER_DIR = "optimizer"
 TRAINER_STATE_FILE = "trainer_state.json"
 DATA_STATE_FILE = "data_state.json"
 CONFIG_FILE = "config.yaml"
+# A start-over (--init-model) of an existing run dir launches its ranks on this file and leaves RUN_DIR/config.yaml
+# the old run's until the new run has replaced it (clear_previous_run moves it over config.yaml). A start that fails
+# first leaves the old run whole, settings included; a restarted attempt that still finds it starts over again.
+NEXT_CONFIG_FILE = "config.next.yaml"
 MANIFEST_FILE = "manifest.json"
 RNG_DIR = "rng"
 

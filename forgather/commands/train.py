@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..checkpoint.layout import check_fresh_start
+from ..checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE, check_fresh_start
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
@@ -89,9 +89,11 @@ def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_nod
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args, origins)
-    config_path = config.run_dir / "config.yaml"
+    config_path = config.run_dir / CONFIG_FILE
     existing_run = config_path.is_file()
-    plan = plan_launch(args, config_path)
+    # A start-over keeps the old run's config.yaml until the new run has replaced the old one (NEXT_CONFIG_FILE).
+    launch_path = config_path.with_name(NEXT_CONFIG_FILE) if existing_run and config.train.init_model else config_path
+    plan = plan_launch(args, launch_path)
     preflight(args, config.run_dir)
     probe(config.run_dir)  # another job writes here: stop before touching its config
     config = resumed_config(config, origins)
@@ -112,12 +114,14 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         if existing_run:
             print(f"# dry run: the run's {config_path} is left as it is")
         else:
-            write_config(config, config_path)
-            print(f"# resolved config written to {config_path}")
+            write_config(config, launch_path)
+            print(f"# resolved config written to {launch_path}")
         for key, value in plan.env.items():
             print(f"# env: {key}={value!r}")
         print(plan.shell())
         return 0
-    write_config(config, config_path)
+    write_config(config, launch_path)
+    if launch_path == config_path:  # a start-over that failed earlier left its config: not this run's
+        config_path.with_name(NEXT_CONFIG_FILE).unlink(missing_ok=True)
     print(f"forgather: {plan.shell()}", file=sys.stderr)
     return execute(plan)

@@ -11,11 +11,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..checkpoint.layout import NEXT_CONFIG_FILE
 from ..config import RunConfig
 from ..console import phase
 from ..data.shards import check_world_size
 from ..data.spec import DataSpec
-from ..dist.parallelize import apply_activation_checkpointing, apply_compile, wrap_ddp, wrap_fsdp2
+from ..dist.parallelize import apply_activation_checkpointing, apply_compile, unwrap, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
 from ..dist.sync import barrier
 from ..dist.shared_dir import check_shared_directory
@@ -144,7 +145,7 @@ def compile_enabled(config: RunConfig, info: DistInfo) -> bool:
 def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, checkpointer: RunCheckpointer,
                         precision: PrecisionPlan) -> nn.Module:
     """Initialise identically on every rank (same seed), AC and compile per block, then DDP or FSDP2; start from
-    init_from's weights if given, and save the initial HF model if asked.
+    init_from's weights if given.
 
     Under FSDP2 the model is built on the meta device and sharded before any weight exists; each rank then
     allocates and initialises only its own rows (the same values an unsharded init gives), so no rank ever
@@ -163,7 +164,6 @@ def build_wrapped_model(config: RunConfig, spec: ModelSpec, info: DistInfo, chec
         materialize(model, info.device)
     if config.train.init_from:
         load_initial_weights(model, spec, config.path(config.train.init_from))
-    checkpointer.write_initial_model(model)
     return model if fsdp else wrap_ddp(model, info)
 
 
@@ -180,13 +180,20 @@ def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, da
 
 
 def after_elastic_restart(config: RunConfig, info: DistInfo) -> None:
-    """When torchrun restarted the workers (--max-restarts), --init-model no longer applies.
+    """When torchrun restarted the workers (--max-restarts), --init-model no longer applies once it has.
 
-    The first attempt started fresh and may have saved checkpoints since; a restarted attempt must resume
-    from them, not refuse to start (--init-model) or delete them (--init-model --overwrite).
+    An attempt that got as far as replacing the previous run may have saved checkpoints since; a restarted attempt
+    must resume from them, not refuse to start (--init-model) or delete them (--init-model --overwrite). An attempt
+    that failed before (RUN_DIR/config.next.yaml is still there) replaced nothing: the restart starts over again,
+    never resuming the old run it was launched to replace.
     """
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if restarts == 0 or not config.train.init_model:
+        return
+    if (config.run_dir / NEXT_CONFIG_FILE).exists():
+        if info.is_main:
+            print(f"forgather: worker restart {restarts} after a failure: starting over again (the failed attempt "
+                  "had not yet replaced the previous run)", flush=True)
         return
     config.train.init_model = config.train.overwrite = False
     if info.is_main:
@@ -240,6 +247,7 @@ def train(config: RunConfig, info: DistInfo) -> int:
         checkpointer=checkpointer,
     )
     checkpointer.clear_previous_run()  # only now: a start that failed above left the old run as it was
+    checkpointer.write_initial_model(unwrap(model))
     if info.is_main:
         phase(describe_first_reads(data))
     return Trainer(config, info, parts).fit()

@@ -16,7 +16,7 @@ from forgather.agent import PREEMPTED
 
 from ..conftest import set_in_project
 from .processes import Training
-from .test_distributed_training import train
+from .test_distributed_training import losses, train
 
 
 @pytest.fixture
@@ -225,6 +225,7 @@ def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
     train(project, "--init-model", "--max-steps", "4")
     out = project / "output"
     before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    settings = (out / "config.yaml").read_bytes()
     (project / "empty.jsonl").write_text("")
     failed = train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), nproc=2,
                    check=False)
@@ -232,6 +233,37 @@ def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
     assert failed.stderr.count("has no documents") == 1  # both ranks fail alike: one line, not one per rank
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing deleted
     assert not (out / "archive").exists() and (out / "runs").is_dir() and (out / "exports" / "step-000004").is_dir()
+    assert (out / "config.yaml").read_bytes() == settings  # the refused start's settings are not the run's
+    resumed = train(project, "--max-steps", "6", nproc=2)  # reads the old run's data, not the empty file
+    assert "resuming from" in resumed.stdout and sorted(losses(project)) == [1, 2, 3, 4, 5, 6]
+    assert not (out / "config.next.yaml").exists()
+
+
+FAIL_BEFORE_REPLACING = """
+import os
+
+if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0":  # the first attempt only
+    from forgather.train.checkpointing import RunCheckpointer
+
+    def failing(self):
+        raise RuntimeError("injected: the first attempt fails before it replaces the previous run")
+
+    RunCheckpointer.clear_previous_run = failing
+"""
+
+
+def test_a_restarted_start_over_starts_over_when_the_first_attempt_failed_before_replacing(project, tmp_path,
+                                                                                          monkeypatch):
+    train(project, "--init-model", "--max-steps", "4")
+    (tmp_path / "sitecustomize.py").write_text(FAIL_BEFORE_REPLACING)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    run = train(project, "--init-model", "--overwrite", "--max-steps", "2", "--lr", "0.002",
+                "--", "--max-restarts", "1")
+    assert "injected" in run.stderr and "starting over again" in run.stdout
+    out = project / "output"  # the restart was the start-over, not a resume of the run it replaces
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002"]
+    assert sorted(losses(project)) == [1, 2] and len(list((out / "archive").glob("runs-*"))) == 1
+    assert "learning_rate: 0.002" in (out / "config.yaml").read_text() and not (out / "config.next.yaml").exists()
 
 
 FULL_DISK = """
@@ -353,3 +385,4 @@ def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_latest(
     resumed = train(long_run, "--max-steps", "3")
     assert f"resuming from {root / 'step-000002'}" in resumed.stdout
     assert not (root / "step-000004.tmp").exists()  # the next save swept the leftover
+
