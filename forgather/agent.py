@@ -101,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # torchrun's agent would take SIGTERM/SIGINT itself: SignalException, then SIGKILL after a grace period.
     args.signals_to_handle = "SIGHUP,SIGQUIT"
+    lines: list[str] | None = None
     try:
         run(args)
         status, lines = 0, []
     except ChildFailedError as exc:
         status, lines = failure_outcome(exc.failures, status_dir)
     finally:
+        if lines is None:  # the agent itself failed (a rendezvous, a signal): what the ranks said is still news
+            for path in sorted(status_dir.glob("rank-*.txt")):
+                if line := rank_error(status_dir, int(path.stem.split("-")[1])):
+                    print(line, file=sys.stderr, flush=True)
         if any(status_dir.glob("rank-*.stopped")):  # the ranks saw a signal this process did not
             state["signal"] = state["signal"] or signal.SIGTERM
         for leftover in status_dir.glob("*"):

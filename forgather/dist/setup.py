@@ -89,16 +89,29 @@ def _leave_status(name: str, text: str) -> bool:
         return False
 
 
+def status_files(rank: int) -> tuple[str, ...]:
+    """The names rank `rank` may leave in the status dir."""
+    return f"rank-{rank}.txt", f"rank-{rank}.stopped"
+
+
+def forget_earlier_status(rank: int) -> None:
+    """Remove what this rank left in an earlier attempt (torchrun --max-restarts restarts ranks under the same
+    agent): its error or stop there is not this attempt's outcome."""
+    status_dir = os.environ.get("FORGATHER_STATUS_DIR")
+    for name in status_files(rank) if status_dir else ():
+        (Path(status_dir) / name).unlink(missing_ok=True)
+
+
 def report_failure(line: str, rank: int) -> bool:
     """Leave this rank's one-line error for forgather.agent, which prints it once, last, after the other ranks'
     output; False when the rank must print it itself."""
-    return _leave_status(f"rank-{rank}.txt", line + "\n")
+    return _leave_status(status_files(rank)[0], line + "\n")
 
 
 def report_stopped(rank: int) -> None:
     """Leave word that this rank stopped on a signal after saving, so the job exits PREEMPTED also when the
     signal reached the ranks only (a scheduler or a user signalling the rank processes), not the agent."""
-    _leave_status(f"rank-{rank}.stopped", "")
+    _leave_status(status_files(rank)[1], "")
 
 
 def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) -> int:
@@ -107,6 +120,7 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
     A UserError becomes one line on stderr naming the rank (torchrun prints every rank's output).
     """
     info = None
+    forget_earlier_status(int(os.environ.get("RANK", 0)))
     try:
         info = setup(section)
         status = body(info)

@@ -386,3 +386,29 @@ def test_a_kill_during_a_background_write_leaves_the_previous_checkpoint_latest(
     assert f"resuming from {root / 'step-000002'}" in resumed.stdout
     assert not (root / "step-000004.tmp").exists()  # the next save swept the leftover
 
+
+FAIL_TWO_WAYS = """
+import os
+
+attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+if attempt is not None:  # a rank: the first attempt fails with an error of its own, the restart crashes
+    import forgather.train.assemble as assemble
+    from forgather.errors import DataError
+
+    def failing(config, info):
+        if attempt == "0":
+            raise DataError("injected: the first attempt's error")
+        raise RuntimeError("injected: the restart's crash")
+
+    assemble.train = failing
+"""
+
+
+def test_a_restarted_ranks_outcome_is_never_an_earlier_attempts(project, tmp_path, monkeypatch):
+    (tmp_path / "sitecustomize.py").write_text(FAIL_TWO_WAYS)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    failed = train(project, "--init-model", "--", "--max-restarts", "1", check=False)
+    assert failed.returncode == 1 and "injected: the restart's crash" in failed.stderr
+    # The first attempt's line was said when it happened (a restart followed), never again as the job's cause.
+    assert failed.stderr.count("injected: the first attempt's error") == 1
+    assert "first attempt" not in failed.stderr.strip().splitlines()[-1]
