@@ -4,13 +4,11 @@ them). Shared by sources.py and parquet_source.py, so that only sources.py impor
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import DataError
-from .spec import SourceSpec
+from .spec import SourceSpec, candidate_files, is_glob
 
 _FILE_EXT = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "text": (".txt", ".text", ".md")}
 
@@ -36,12 +34,11 @@ def decode_utf8(raw: bytes, stats: SourceStats) -> str:
 def resolve_files(spec: SourceSpec, kind: str) -> list[str]:
     """The concrete files for a file/glob/dir path, sorted; DataError when none exist."""
     p = spec.path
-    if any(c in p for c in "*?["):
-        files = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f)
-                       # a format inferred from a glob's files (resolved_kind) reads only that format's files
-                       and (spec.kind or Path(f).suffix.lower() in _FILE_EXT[kind]))
+    if is_glob(p):
+        # a format inferred from a glob's files (resolved_kind) reads only that format's files
+        files = [str(f) for f in candidate_files(p) if spec.kind or f.suffix.lower() in _FILE_EXT[kind]]
     elif os.path.isdir(p):
-        files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix.lower() in _FILE_EXT[kind])
+        files = [str(f) for f in candidate_files(p) if f.suffix.lower() in _FILE_EXT[kind]]
     elif os.path.isfile(p):
         files = [p]
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -51,19 +52,19 @@ class SourceSpec:
         if self.path in ("stdlib", "site-packages"):
             return "python_docs"
         p = Path(self.path)
-        is_glob = any(c in self.path for c in "*?[")
-        ext = p.suffix.lower() if not is_glob else Path(self.path.rstrip("*")).suffix.lower()
+        globbed = is_glob(self.path)
+        ext = p.suffix.lower() if not globbed else Path(self.path.rstrip("*")).suffix.lower()
         if ext in _EXT_KIND:
             return _EXT_KIND[ext]
         if "://" in self.path:
             raise DataError(f"source {self.name!r}: cannot tell the format of {self.path}; end the URL with "
                             "*.parquet, or set kind: parquet for a directory of parquet files")
-        if is_glob:
-            return self._kind_of_files(Path(f) for f in glob.glob(self.path, recursive=True))
+        if globbed:
+            return self._kind_of_files(candidate_files(self.path))
         if p.is_dir():
             if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
                 return "arrow_dir"
-            return self._kind_of_files(p.rglob("*"))
+            return self._kind_of_files(candidate_files(self.path))
         if p.exists():
             raise DataError(f"source {self.name!r}: cannot tell the format of {self.path} from its extension; "
                             f"set kind to one of {', '.join(KINDS)}")
@@ -73,24 +74,61 @@ class SourceSpec:
 
     def _kind_of_files(self, paths: Iterable[Path]) -> str:
         """The one format of the data files a directory or glob holds. A source reads one format: mixed formats
-        are refused rather than some files silently left out (a README among data files is not data)."""
+        are refused rather than some files silently left out."""
         found: dict[str, list[str]] = {}
         for path in paths:
-            if path.is_file() and path.suffix.lower() in _EXT_KIND:
+            if path.suffix.lower() in _EXT_KIND:
                 found.setdefault(_EXT_KIND[path.suffix.lower()], []).append(path.name)
-        data = {kind: names for kind, names in found.items()
-                if not all(name.lower().startswith("readme") for name in names)} if len(found) > 1 else found
-        if len(data) == 1:
-            return next(iter(data))
-        if not data:
-            raise DataError(f"source {self.name!r}: {self.path} holds no .parquet/.jsonl/.txt/.md files and is not a "
-                            "saved dataset; set 'kind' or point at the files")
-        suffixes = sorted({Path(name).suffix.lower() for names in data.values() for name in names})
-        counts = ", ".join(f"{sum(Path(n).suffix.lower() == x for names in data.values() for n in names)} {x}"
+        if len(found) == 1:
+            return next(iter(found))
+        if not found:
+            raise DataError(f"source {self.name!r}: {self.path} holds no .parquet/.jsonl/.txt/.md data files (a "
+                            "README, LICENSE or dataset_info.json is not data) and is not a saved dataset; set 'kind' "
+                            "or point at the files")
+        suffixes = sorted({Path(name).suffix.lower() for names in found.values() for name in names})
+        counts = ", ".join(f"{sum(Path(n).suffix.lower() == x for names in found.values() for n in names)} {x}"
                            for x in suffixes)
-        globs = " ".join(f"'{self.path.rstrip('/*')}/**/*{x}'" for x in suffixes)
+        root = glob_root(self.path) if is_glob(self.path) else self.path.rstrip("/")
+        globs = " ".join(f"'{root}/**/*{x}'" for x in suffixes)
         raise DataError(f"source {self.name!r}: {self.path} mixes file formats ({counts} files); a source reads one "
                         f"format: give each as its own source (--data {globs}) or set 'kind'")
+
+
+# Files that sit beside the data in dataset folders and never hold documents: a dataset card, a license, notes,
+# and a saved or hub dataset's metadata. Never counted as data, nor read, when a directory or glob is scanned.
+_NOT_DATA_NAMES = ("readme", "license", "licence", "notice", "changelog", "copying")
+_DATASET_METADATA = ("dataset_info", "dataset_infos", "dataset_dict", "state")
+
+
+def is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def glob_root(pattern: str) -> str:
+    """The directory a glob searches under: its leading components without a wildcard ('corpus/part-*' → 'corpus')."""
+    fixed = list(itertools.takewhile(lambda part: not is_glob(part), Path(pattern).parts))
+    return str(Path(*fixed)) if fixed else "."
+
+
+def candidate_files(path: str) -> list[Path]:
+    """The files a directory (recursively) or a glob gives a source, sorted: all but the files that sit beside data
+    (README, LICENSE, dataset_info.json...) and anything in a hidden directory (.git, .cache, .ipynb_checkpoints)."""
+    root = Path(glob_root(path) if is_glob(path) else path)
+    found = (Path(f) for f in glob.glob(path, recursive=True)) if is_glob(path) else root.rglob("*")
+    # Sorted as strings, as sources always were: the order of the files is the order of the stream.
+    return sorted((f for f in found if f.is_file() and not _beside_data(f, root)), key=str)
+
+
+def _beside_data(path: Path, root: Path) -> bool:
+    if path.name.split(".")[0].lower() in _NOT_DATA_NAMES:
+        return True
+    if path.suffix.lower() == ".json" and path.stem.lower() in _DATASET_METADATA:
+        return True
+    try:
+        inside = path.relative_to(root).parts
+    except ValueError:
+        inside = path.parts
+    return any(part.startswith(".") and part not in (".", "..") for part in inside)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +135,32 @@ def test_a_directory_or_glob_of_mixed_formats_is_refused_not_partly_read(tmp_pat
     from forgather.data.source_files import resolve_files
 
     assert [p.rsplit("/", 1)[1] for p in resolve_files(spec.sources[1], "parquet")] == ["e.parquet"]
+
+
+def test_a_hub_dataset_folder_reads_its_data_files_only(tmp_path):
+    # As `huggingface-cli download` leaves one: a card, a license, metadata and a hidden cache beside the data.
+    hub = tmp_path / "ds"
+    for name in ("README.md", "LICENSE.txt", "dataset_infos.json", ".cache/huggingface/download/x.json",
+                 ".gitattributes", "data/train-00000.parquet", "data/train-00001.parquet"):
+        (hub / name).parent.mkdir(parents=True, exist_ok=True)
+        (hub / name).write_text("x")
+    from forgather.data.source_files import resolve_files
+
+    spec = DataSpec.from_dict({"sources": ["ds", "ds/*", "ds/**"]}, base_dir=tmp_path)
+    assert [spec.sources[0].resolved_kind(), spec.sources[2].resolved_kind()] == ["parquet", "parquet"]
+    assert [Path(f).name for f in resolve_files(spec.sources[0], "parquet")] == ["train-00000.parquet",
+                                                                                "train-00001.parquet"]
+    with pytest.raises(DataError, match=r"ds/\* holds no .parquet/.jsonl/.txt/.md data files \(a README"):
+        spec.sources[1].resolved_kind()  # only a card and a license at the top: not text to train on
+
+
+def test_the_globs_suggested_for_mixed_formats_search_under_the_globs_directory(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for name in ("part-1.txt", "part-2.jsonl"):
+        (tmp_path / "corpus" / name).write_text("x")
+    source = DataSpec.from_dict({"sources": ["corpus/part-*"]}, base_dir=tmp_path).sources[0]
+    with pytest.raises(DataError, match=r"--data '[^ ]*/corpus/\*\*/\*.jsonl' '[^ ]*/corpus/\*\*/\*.txt'\)"):
+        source.resolved_kind()
 
 
 def test_a_glob_without_an_extension_takes_the_format_of_its_files(tmp_path):
