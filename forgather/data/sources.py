@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -156,8 +159,6 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
     import datasets
 
     datasets.disable_progress_bars()
-    # Its loaders log each failure before raising it; the DataError below says it once, in one line.
-    logging.getLogger("datasets.packaged_modules").setLevel(logging.CRITICAL)
     files: list[str] = []
     try:
         if kind == "arrow_dir":
@@ -180,7 +181,8 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
             if _all_empty(files):
                 raise DataError(f"source {spec.name!r} ({spec.path}) has no documents: every file is empty")
             builder = "json" if kind == "jsonl" else kind
-            ds = datasets.load_dataset(builder, data_files={"train": files}, split=spec.split)
+            with _quiet_loaders():
+                ds = datasets.load_dataset(builder, data_files={"train": files}, split=spec.split)
             ident = {"kind": kind, "files": file_identity(files)}
     except DataError:
         raise
@@ -188,12 +190,14 @@ def _read_with_datasets(spec: SourceSpec, kind: str) -> tuple[pa.ChunkedArray, d
         raise DataError(f"source {spec.name!r}: {spec.path} is not valid UTF-8 ({e}); re-encode it, "
                         "or use a .txt source (decoded with replacement characters)") from None
     except Exception as e:  # datasets/pyarrow raise many types for malformed input; give one clear message
-        bad_line = _first_bad_json_line(files) if kind == "jsonl" else None
+        chain = [e]
+        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error says what is wrong
+            e = e.__cause__ or e.__context__
+            chain.append(e)
+        bad_line = _first_bad_json_line(files) if any(map(_is_json_parse_error, chain)) else None
         if bad_line:
             raise DataError(f"source {spec.name!r}: {bad_line}; each line must be one JSON object such as "
                             '{"text": "..."}') from None
-        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error says what is wrong
-            e = e.__cause__ or e.__context__
         msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if "utf-8" in msg.lower() or "utf8" in msg.lower() or "unicode" in msg.lower():
             msg += "; the file is not valid UTF-8: re-encode it, or use a .txt source"
@@ -232,36 +236,69 @@ def _all_empty(files: list[str]) -> bool:
     return True
 
 
+# A failed load's diagnosis reads the files again: bounded, so a damaged multi-GB file is not read twice whole.
+_DIAGNOSIS_BYTES = 256 << 20
+
+
+def _jsonl_records(files: list[str]) -> Iterator[tuple[str, int, bytes]]:
+    """(file, line number, line) for each non-blank line of the .jsonl files (not .json: a JSON array spans lines),
+    up to _DIAGNOSIS_BYTES in all; a file that cannot be read ends the walk."""
+    budget = _DIAGNOSIS_BYTES
+    try:
+        for f in files:
+            if not f.lower().endswith(".jsonl"):
+                continue
+            with open(f, "rb") as fh:
+                for i, line in enumerate(fh, 1):
+                    budget -= len(line)
+                    if budget < 0:
+                        return
+                    if line.strip():
+                        yield f, i, line
+    except OSError:
+        return
+
+
 def _first_bad_json_line(files: list[str]) -> str | None:
     """'FILE line N: not JSON (...)' for the first line of a jsonl file that does not parse; None if all do."""
-    import json
-
-    for f in files:
-        with open(f, "rb") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    json.loads(line)
-                except ValueError as exc:
-                    return f"{f} line {i}: not JSON ({exc})"
+    for f, i, line in _jsonl_records(files):
+        try:
+            json.loads(line)
+        except ValueError as exc:
+            return f"{f} line {i}: not JSON ({exc})"
     return None
+
+
+def _is_json_parse_error(error: BaseException) -> bool:
+    """Whether a load failed on JSON syntax (pyarrow's reader or the json module), not on anything else."""
+    return isinstance(error, json.JSONDecodeError) or "JSON parse error" in str(error)
 
 
 def _file_missing_column(files: list[str], kind: str, column: str) -> str | None:
     """Name the first file lacking the column (or holding a record without it); None if unknown."""
-    import json
-
-    for f in files:
-        if kind == "jsonl":
-            with open(f, "rb") as fh:
-                for i, line in enumerate(fh, 1):
-                    if line.strip():
-                        rec = json.loads(line)
-                        if not isinstance(rec, dict) or column not in rec or rec[column] is None:
-                            found = ", ".join(rec) if isinstance(rec, dict) else type(rec).__name__
-                            return f"{f} line {i} (keys: {found})"
+    if kind != "jsonl":
+        return None
+    for f, i, line in _jsonl_records(files):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(rec, dict) or column not in rec or rec[column] is None:
+            found = ", ".join(rec) if isinstance(rec, dict) else type(rec).__name__
+            return f"{f} line {i} (keys: {found})"
     return None
+
+
+@contextlib.contextmanager
+def _quiet_loaders() -> Iterator[None]:
+    """datasets' loaders log each failure before raising it; the DataError says it once, in one line."""
+    logger = logging.getLogger("datasets.packaged_modules")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _load_hub(spec: SourceSpec):

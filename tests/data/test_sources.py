@@ -85,6 +85,26 @@ def test_a_malformed_jsonl_line_is_named_by_file_and_line_once(tmp_path, capfd):
     assert "Failed to load JSON" not in capfd.readouterr().err  # datasets' own log line would repeat it
 
 
+def test_the_bad_line_search_is_bounded_and_leaves_the_loggers_as_it_found_them(tmp_path, monkeypatch):
+    import logging
+
+    import forgather.data.sources as sources
+
+    (tmp_path / "rows.jsonl").write_text('{"text": "one"}\n' * 50 + '{"text": "two"} trailing\n')
+    monkeypatch.setattr(sources, "_DIAGNOSIS_BYTES", 100)  # a bad line past the bound is not searched for
+    logger = logging.getLogger("datasets.packaged_modules")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    with pytest.raises(DataError, match=r"cannot read .*rows.jsonl as jsonl: ValueError"):
+        load_source(SourceSpec("j", str(tmp_path / "rows.jsonl")))
+    assert logger.level == logging.INFO  # quiet only while datasets loads
+
+
+def test_a_json_array_file_without_the_text_column_is_one_line(tmp_path):
+    (tmp_path / "rows.json").write_text('[\n {"body": "x"},\n {"body": "y"}\n]\n')
+    with pytest.raises(DataError, match=r"rows.json has no column 'text'; columns found: body"):
+        load_source(SourceSpec("j", str(tmp_path / "rows.json")))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found.*nope.parquet"):
         load_source(SourceSpec("m", str(tmp_path / "nope.parquet"), kind="parquet"))
