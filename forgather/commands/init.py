@@ -130,16 +130,25 @@ def project_yaml(directory: Path, data_paths: list[str] | None, model: str, size
 
 
 def check_new_project(directory: Path) -> None:
-    """UserError unless the new project resolves as `config show` would and each source's format is known (one
-    format per source), so a bad option is refused now, not at the first `forgather train`."""
+    """UserError unless the new project resolves as `config show` would and each local source exists in one known
+    format, so a bad option is refused now, not at the first `forgather train`."""
     from ..config import build_config
-    from ..data.spec import DataSpec
+    from ..preflight import data_source_problems
     from ..project import PROJECT_FILE, Project, compose_project, resolve
 
     tree, origins = resolve(compose_project(Project(directory, directory / PROJECT_FILE)))
-    config = build_config(tree, origins)
-    for source in DataSpec.from_dict(config.data, base_dir=config.project_dir).sources:
-        source.located().resolved_kind()
+    problems = data_source_problems(build_config(tree, origins))
+    if problems:
+        raise UserError(problems[0])
+
+
+def _missing_ancestors(directory: Path) -> list[Path]:
+    """The directories mkdir(parents=True) would create for `directory`, innermost first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    return missing
 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
@@ -155,20 +164,24 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     else:
         model_project_dir(model, Path.cwd(), "--model")  # an unknown name: one line listing the bundled ones
     text = project_yaml(directory, args.data_paths, model, args.model_config, args.vocab_size, args.block_size)
-    created = not directory.exists()
+    created = _missing_ancestors(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / "project.yaml", directory / "README.md"]
     previous = {path: path.read_bytes() for path in written if path.is_file()}  # --force over an old project
-    written[0].write_text(text, encoding="utf-8")
-    written[1].write_text(README.format(name=directory.name), encoding="utf-8")
     try:
+        written[0].write_text(text, encoding="utf-8")
+        written[1].write_text(README.format(name=directory.name), encoding="utf-8")
         check_new_project(directory)
-    except UserError as exc:  # put back what was there: a refused init leaves nothing of its own behind
+    except Exception as exc:  # put back what was there: a refused init leaves nothing of its own behind
         for path in written:
-            path.write_bytes(previous[path]) if path in previous else path.unlink()
-        if created:
-            directory.rmdir()
-        raise UserError(f"the project these options make would not run ({exc}); change the option that sets it "
+            path.write_bytes(previous[path]) if path in previous else path.unlink(missing_ok=True)
+        for made in created:
+            made.rmdir()
+        if not isinstance(exc, UserError):
+            raise
+        # The file a line number would point into is gone again: say what is wrong, not where it was.
+        reason = re.sub(r"^\S*project\.yaml:\d+: ", "", str(exc))
+        raise UserError(f"the project these options make would not run ({reason}); change the option that sets it "
                         "(--data, --model-config, --vocab-size, --block-size); nothing was written") from None
     where = os.path.relpath(directory) if not os.path.relpath(directory).startswith("..") else str(directory)
     print(f"created {where}/project.yaml and README.md; next: cd {where} && forgather train --init-model")

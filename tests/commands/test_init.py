@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ..conftest import WORDS
@@ -88,6 +89,9 @@ def test_init_refuses_options_that_make_a_project_that_cannot_run_and_writes_not
         result = cli("init", "new", *options, cwd=tmp_path)
         assert result.returncode == 2 and reason in result.stderr and "nothing was written" in result.stderr, options
         assert len(result.stderr.splitlines()) == 2 and not (tmp_path / "new").exists()
+    nested = cli("init", "deep/er/new", "--vocab-size", "10", cwd=tmp_path)  # the parents it made go too
+    assert nested.returncode == 2 and not (tmp_path / "deep").exists()
+    assert "project.yaml:" not in nested.stderr  # no line of a file that is gone again
     refused = cli("init", "kept", "--force", "--block-size", "1", cwd=tmp_path)  # --force over an old project
     assert refused.returncode == 2 and (tmp_path / "kept" / "project.yaml").read_text() == "mine\n"
     assert not (tmp_path / "kept" / "README.md").exists()
@@ -99,3 +103,20 @@ def test_an_init_project_takes_a_tokenizer_path_by_set(tmp_path):
     shown = cli("config", "show", "--set", "data.tokenizer.path=/elsewhere/tokenizer.json", cwd=tmp_path / "proj")
     assert shown.returncode == 0, shown.stderr
     assert yaml.safe_load(shown.stdout)["data"]["tokenizer"]["path"] == "/elsewhere/tokenizer.json"
+
+
+def test_an_init_that_fails_unexpectedly_also_leaves_nothing_behind(tmp_path, monkeypatch):
+    import argparse
+
+    from forgather.commands import init
+
+    def broken(directory):
+        raise RuntimeError("an unexpected failure while checking")
+
+    monkeypatch.setattr(init, "check_new_project", broken)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(directory="a/b", force=False, model="llama", data_paths=None, model_config="4M",
+                              vocab_size=8192, block_size=512)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        init.run(args, None)
+    assert list(tmp_path.iterdir()) == []
