@@ -161,8 +161,9 @@ def run_export(path: Path, args: argparse.Namespace) -> int:
 
 def checkpoint_target(target: str, project_checkpoints: Callable[[], Path]) -> Path:
     """A step directory's path, or a step of the project's run as a number (200) or as `list` prints it
-    (step-000200); CheckpointError naming the steps there are when it is none of them."""
-    if Path(target).is_dir():
+    (step-000200); CheckpointError naming the steps there are when it is none of them. A number is always a
+    step (a directory named 200 is ./200), so what it means never depends on the current directory."""
+    if not target.isdigit() and Path(target).is_dir():
         return Path(target)
     step = int(target) if target.isdigit() else layout.parse_step(target)
     if step is None:

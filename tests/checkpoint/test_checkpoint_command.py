@@ -70,6 +70,7 @@ def test_without_path_uses_the_project_run_dir(tiny_project):
     listed = forgather("checkpoint", "list", cwd=tiny_project)
     assert listed.returncode == 0, listed.stderr
     assert "step-000300" in listed.stdout
+    (tiny_project / "300").mkdir()  # a number is a step of the run, whatever the current directory holds
     shown = forgather("checkpoint", "show", "300", cwd=tiny_project)
     assert shown.returncode == 0 and "step       300" in shown.stdout, shown.stderr
     by_name = forgather("checkpoint", "show", "step-000300", cwd=tiny_project)  # the name `list` prints
