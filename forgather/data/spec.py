@@ -53,7 +53,7 @@ class SourceSpec:
             return "python_docs"
         p = Path(self.path)
         globbed = is_glob(self.path)
-        ext = p.suffix.lower() if not globbed else Path(self.path.rstrip("*")).suffix.lower()
+        ext = _glob_extension(self.path) if globbed else p.suffix.lower()
         if ext in _EXT_KIND:
             return _EXT_KIND[ext]
         if "://" in self.path:
@@ -110,13 +110,20 @@ def glob_root(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
+def _glob_extension(pattern: str) -> str:
+    """The extension a glob names ('notes/*.md' → '.md'; 'ds/*' → '')."""
+    return Path(pattern.rstrip("*")).suffix.lower()
+
+
 def candidate_files(path: str) -> list[Path]:
     """The files a directory (recursively) or a glob gives a source, sorted: all but the files that sit beside data
-    (README, LICENSE, dataset_info.json...) and anything in a hidden directory (.git, .cache, .ipynb_checkpoints)."""
+    (README, LICENSE, dataset_info.json...) and anything in a hidden directory (.git, .cache, .ipynb_checkpoints).
+    A glob that names its extension ('notes/*.md') picked its files itself: all it matches are read."""
     root = Path(glob_root(path) if is_glob(path) else path)
     found = (Path(f) for f in glob.glob(path, recursive=True)) if is_glob(path) else root.rglob("*")
+    picked = is_glob(path) and _glob_extension(path) in _EXT_KIND
     # Sorted as strings, as sources always were: the order of the files is the order of the stream.
-    return sorted((f for f in found if f.is_file() and not _beside_data(f, root)), key=str)
+    return sorted((f for f in found if f.is_file() and (picked or not _beside_data(f, root))), key=str)
 
 
 def _beside_data(path: Path, root: Path) -> bool:

@@ -152,6 +152,8 @@ def test_a_hub_dataset_folder_reads_its_data_files_only(tmp_path):
                                                                                 "train-00001.parquet"]
     with pytest.raises(DataError, match=r"ds/\* holds no .parquet/.jsonl/.txt/.md data files \(a README"):
         spec.sources[1].resolved_kind()  # only a card and a license at the top: not text to train on
+    named = DataSpec.from_dict({"sources": ["ds/*.md"]}, base_dir=tmp_path).sources[0]  # picked by name: read
+    assert [Path(f).name for f in resolve_files(named, named.resolved_kind())] == ["README.md"]
 
 
 def test_the_globs_suggested_for_mixed_formats_search_under_the_globs_directory(tmp_path):
