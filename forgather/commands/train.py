@@ -113,6 +113,9 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
         if existing_run:
             print(f"# dry run: the run's {config_path} is left as it is")
+            if launch_path != config_path:  # never run this start-over on settings a failed one left there
+                print(f"# the command reads {launch_path}, which only `forgather train` without --dry-run writes "
+                      "(with this start-over's settings)")
         else:
             write_config(config, launch_path)
             print(f"# resolved config written to {launch_path}")

@@ -240,13 +240,21 @@ def _all_empty(files: list[str]) -> bool:
 _DIAGNOSIS_BYTES = 256 << 20
 
 
+def _one_record_per_line(path: str) -> bool:
+    """A .jsonl file, or a .json file of JSON lines (its first record starts with '{'; an array spans lines)."""
+    if path.lower().endswith(".jsonl"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4096).lstrip()[:1] == b"{"
+
+
 def _jsonl_records(files: list[str]) -> Iterator[tuple[str, int, bytes]]:
-    """(file, line number, line) for each non-blank line of the .jsonl files (not .json: a JSON array spans lines),
-    up to _DIAGNOSIS_BYTES in all; a file that cannot be read ends the walk."""
+    """(file, line number, line) for each non-blank line of the files holding one JSON record per line, up to
+    _DIAGNOSIS_BYTES in all; a file that cannot be read ends the walk."""
     budget = _DIAGNOSIS_BYTES
     try:
         for f in files:
-            if not f.lower().endswith(".jsonl"):
+            if not _one_record_per_line(f):
                 continue
             with open(f, "rb") as fh:
                 for i, line in enumerate(fh, 1):

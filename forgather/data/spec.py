@@ -96,7 +96,7 @@ class SourceSpec:
 
 # Files that sit beside the data in dataset folders and never hold documents: a dataset card, a license, notes,
 # and a saved or hub dataset's metadata. Never counted as data, nor read, when a directory or glob is scanned.
-_NOT_DATA_NAMES = ("readme", "license", "licence", "notice", "changelog", "copying")
+_NOT_DATA_NAME = re.compile(r"(readme|licen[cs]e|notice|changelog|copying)([._\- ]|$)")  # README_zh.md, LICENSE-MIT
 _DATASET_METADATA = ("dataset_info", "dataset_infos", "dataset_dict", "state")
 
 
@@ -127,7 +127,7 @@ def candidate_files(path: str) -> list[Path]:
 
 
 def _beside_data(path: Path, root: Path) -> bool:
-    if path.name.split(".")[0].lower() in _NOT_DATA_NAMES:
+    if _NOT_DATA_NAME.match(path.name.lower()):
         return True
     if path.suffix.lower() == ".json" and path.stem.lower() in _DATASET_METADATA:
         return True

@@ -99,6 +99,12 @@ def test_the_bad_line_search_is_bounded_and_leaves_the_loggers_as_it_found_them(
     assert logger.level == logging.INFO  # quiet only while datasets loads
 
 
+def test_a_bad_line_in_json_lines_named_dot_json_is_named_too(tmp_path):
+    (tmp_path / "train.json").write_text('{"text": "a"}\n{"text": "b"\n')
+    with pytest.raises(DataError, match=r"train.json line 2: not JSON"):
+        load_source(SourceSpec("j", str(tmp_path / "train.json")))
+
+
 def test_a_json_array_file_without_the_text_column_is_one_line(tmp_path):
     (tmp_path / "rows.json").write_text('[\n {"body": "x"},\n {"body": "y"}\n]\n')
     with pytest.raises(DataError, match=r"rows.json has no column 'text'; columns found: body"):

@@ -140,7 +140,7 @@ def test_a_directory_or_glob_of_mixed_formats_is_refused_not_partly_read(tmp_pat
 def test_a_hub_dataset_folder_reads_its_data_files_only(tmp_path):
     # As `huggingface-cli download` leaves one: a card, a license, metadata and a hidden cache beside the data.
     hub = tmp_path / "ds"
-    for name in ("README.md", "LICENSE.txt", "dataset_infos.json", ".cache/huggingface/download/x.json",
+    for name in ("README.md", "README_zh.md", "LICENSE-MIT.txt", "dataset_infos.json", ".cache/huggingface/x.json",
                  ".gitattributes", "data/train-00000.parquet", "data/train-00001.parquet"):
         (hub / name).parent.mkdir(parents=True, exist_ok=True)
         (hub / name).write_text("x")
@@ -153,7 +153,10 @@ def test_a_hub_dataset_folder_reads_its_data_files_only(tmp_path):
     with pytest.raises(DataError, match=r"ds/\* holds no .parquet/.jsonl/.txt/.md data files \(a README"):
         spec.sources[1].resolved_kind()  # only a card and a license at the top: not text to train on
     named = DataSpec.from_dict({"sources": ["ds/*.md"]}, base_dir=tmp_path).sources[0]  # picked by name: read
-    assert [Path(f).name for f in resolve_files(named, named.resolved_kind())] == ["README.md"]
+    assert [Path(f).name for f in resolve_files(named, named.resolved_kind())] == ["README.md", "README_zh.md"]
+    (hub / "readmes.md").write_text("a document")  # a name that only begins like one is data
+    with pytest.raises(DataError, match=r"mixes file formats \(1 .md, 2 .parquet files\)"):
+        spec.sources[0].resolved_kind()
 
 
 def test_the_globs_suggested_for_mixed_formats_search_under_the_globs_directory(tmp_path):

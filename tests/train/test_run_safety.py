@@ -205,7 +205,10 @@ def test_a_dry_run_changes_nothing_in_an_existing_run(project):
     before = (project / "output" / "config.yaml").read_bytes()
     dry = train(project, "--dry-run", "--lr", "5", "--batch-size", "7")
     assert "left as it is" in dry.stdout
+    over = train(project, "--dry-run", "--init-model", "--overwrite", "--lr", "5")  # a start-over's command
+    assert "config.next.yaml, which only `forgather train` without --dry-run writes" in over.stdout
     assert (project / "output" / "config.yaml").read_bytes() == before
+    assert not (project / "output" / "config.next.yaml").exists()
 
 
 def test_starting_over_archives_the_old_runs_logs(project):
