@@ -76,6 +76,14 @@ def has_checkpoints(root: Path) -> bool:
     return bool(list_checkpoints(root))
 
 
+def start_over_applies(run_dir: Path, init_model: bool, restarts: int) -> bool:
+    """Whether --init-model applies to this start of a job that may be a restart of it (a torchrun --max-restarts
+    restart, a SLURM requeue; `restarts` counts them). Always on the first start; on a restart only while the start
+    it repeats has not yet replaced the previous run (RUN_DIR/config.next.yaml is still there). Once it has, the
+    restart resumes the new run's checkpoints rather than delete them (--overwrite) or refuse them."""
+    return init_model and (restarts == 0 or (Path(run_dir) / NEXT_CONFIG_FILE).exists())
+
+
 def check_fresh_start(root: Path, init_model: bool, overwrite: bool) -> None:
     """--init-model refuses to replace checkpoints unless --overwrite (the launcher checks before it writes the run's
     config, the ranks again). CheckpointError names the way on."""

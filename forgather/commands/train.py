@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE, check_fresh_start
+from ..checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE, check_fresh_start, start_over_applies
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
@@ -86,9 +86,20 @@ def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_nod
                         "--no-restore-dataset-state")
 
 
+def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
+    """A requeued SLURM job (SLURM_RESTART_COUNT > 0) starts again with its first start's flags: its --init-model
+    applies only while that start had not yet replaced the previous run (start_over_applies); else it resumes."""
+    requeues = int(environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    if requeues and config.train.init_model and not start_over_applies(config.run_dir, True, requeues):
+        config.train.init_model = config.train.overwrite = False
+        print(f"forgather: SLURM requeue {requeues}: this job's --init-model already started the run; resuming from "
+              "its latest checkpoint", file=sys.stderr)
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
     config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args, origins)
+    after_requeue(config, dict(os.environ))
     config_path = config.run_dir / CONFIG_FILE
     existing_run = config_path.is_file()
     # A start-over keeps the old run's config.yaml until the new run has replaced the old one (NEXT_CONFIG_FILE).

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint.layout import NEXT_CONFIG_FILE
+from ..checkpoint.layout import start_over_applies
 from ..config import RunConfig
 from ..console import phase
 from ..data.shards import check_world_size
@@ -180,17 +180,13 @@ def print_run_description(config: RunConfig, spec: ModelSpec, info: DistInfo, da
 
 
 def after_elastic_restart(config: RunConfig, info: DistInfo) -> None:
-    """When torchrun restarted the workers (--max-restarts), --init-model no longer applies once it has.
-
-    An attempt that got as far as replacing the previous run may have saved checkpoints since; a restarted attempt
-    must resume from them, not refuse to start (--init-model) or delete them (--init-model --overwrite). An attempt
-    that failed before (RUN_DIR/config.next.yaml is still there) replaced nothing: the restart starts over again,
-    never resuming the old run it was launched to replace.
+    """When torchrun restarted the workers (--max-restarts), --init-model applies only while the failed attempt had
+    not yet replaced the previous run (start_over_applies); otherwise the restart resumes from the latest checkpoint.
     """
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if restarts == 0 or not config.train.init_model:
         return
-    if (config.run_dir / NEXT_CONFIG_FILE).exists():
+    if start_over_applies(config.run_dir, True, restarts):
         if info.is_main:
             print(f"forgather: worker restart {restarts} after a failure: starting over again (the failed attempt "
                   "had not yet replaced the previous run)", flush=True)

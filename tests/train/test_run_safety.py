@@ -415,3 +415,21 @@ def test_a_restarted_ranks_outcome_is_never_an_earlier_attempts(project, tmp_pat
     # The first attempt's line was said when it happened (a restart followed), never again as the job's cause.
     assert failed.stderr.count("injected: the first attempt's error") == 1
     assert "first attempt" not in failed.stderr.strip().splitlines()[-1]
+
+
+def test_a_slurm_requeue_of_a_start_over_resumes_it_once_it_replaced_the_run_and_starts_over_until_then(
+        project, monkeypatch):
+    out = project / "output"
+    train(project, "--init-model", "--overwrite", "--max-steps", "2")  # the job's first start
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the job requeued after it saved: same flags again
+    requeued = train(project, "--init-model", "--overwrite", "--max-steps", "4")
+    assert "SLURM requeue 1: this job's --init-model already started the run" in requeued.stderr
+    assert "resuming from" in requeued.stdout and sorted(losses(project)) == [1, 2, 3, 4]
+    assert not (out / "archive").exists()
+    (project / "empty.jsonl").write_text("")  # a new job whose first start fails before it replaces the run
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), check=False)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # its requeue starts over: never resumes the run it replaces
+    again = train(project, "--init-model", "--overwrite", "--max-steps", "2")
+    assert "SLURM requeue" not in again.stderr and sorted(losses(project)) == [1, 2]
+    assert len(list((out / "archive").glob("runs-*"))) == 1
