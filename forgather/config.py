@@ -8,6 +8,8 @@ fallback.
 from __future__ import annotations
 
 import math
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -213,9 +215,10 @@ def render_config(config: RunConfig) -> str:
 
 
 def write_config(config: RunConfig, path: Path) -> None:
-    """Write the resolved config that every rank reads (atomically, so ranks never see half a file)."""
+    """Write the resolved config that every rank reads (atomically, so ranks never see half a file). Each node's
+    launcher writes it into the shared run dir: each writes a temp file of its own, then renames it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.write_text(render_config(config), encoding="utf-8")
     tmp.replace(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,26 @@ def test_max_length_is_a_common_flag_of_every_project(tiny_project, capsys, spel
 
     assert main(["config", "show", "-p", str(tiny_project), spelling, "96"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["data"]["block_size"] == 96
+
+
+def _write_config_repeatedly(path: str) -> None:
+    from forgather.config import write_config
+
+    for _ in range(300):
+        write_config(None, Path(path))  # type: ignore[arg-type]  # render_config is replaced: any config
+
+
+def test_launchers_on_several_nodes_may_write_the_run_config_at_once(tmp_path, monkeypatch):
+    import multiprocessing
+
+    import forgather.config
+
+    monkeypatch.setattr(forgather.config, "render_config", lambda config: "name: tiny\n" * 1000)
+    fork = multiprocessing.get_context("fork")  # the children inherit the stand-in renderer
+    writers = [fork.Process(target=_write_config_repeatedly, args=(str(tmp_path / "config.yaml"),)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [writer.exitcode for writer in writers] == [0, 0]  # a shared temp name made one rename fail
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
