@@ -18,6 +18,7 @@ from ..data.shards import check_world_size
 from ..data.spec import DataSpec
 from ..dist.parallelize import apply_activation_checkpointing, apply_compile, unwrap, wrap_ddp, wrap_fsdp2
 from ..dist.setup import DistInfo
+from ..dist import sync
 from ..dist.sync import barrier
 from ..dist.shared_dir import check_shared_directory
 from ..errors import ConfigError, DataError, ModelError
@@ -186,7 +187,8 @@ def after_elastic_restart(config: RunConfig, info: DistInfo) -> None:
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if restarts == 0 or not config.train.init_model:
         return
-    if start_over_applies(config.run_dir, True, restarts):
+    # Rank 0 looks and tells the others: every rank must take the same path, whatever its node's view of the files.
+    if sync.from_rank0(lambda: start_over_applies(config.run_dir, True, restarts)):
         if info.is_main:
             print(f"forgather: worker restart {restarts} after a failure: starting over again (the failed attempt "
                   "had not yet replaced the previous run)", flush=True)
