@@ -139,6 +139,13 @@ def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origin
     if problem:
         where = origins.get("model.attn_implementation", "model.attn_implementation")
         problems.append(f"{where}: model.attn_implementation={attention}: {problem}")
+    low, _, high = str(args.nnodes).partition(":")
+    if config.train.init_model and high and low != high:
+        # torchrun restarts every worker when a node joins, and does not count it as a restart: each joining node
+        # would run the start-over again and delete the checkpoints the run has saved since.
+        problems.append(f"--init-model with an elastic --nnodes {args.nnodes}: a node joining later would start the "
+                        f"run over again; start it on a fixed number of nodes (--nnodes {high}), then resume with "
+                        f"--nnodes {args.nnodes}")
     return problems + data_source_problems(config)
 
 

@@ -15,13 +15,14 @@ from forgather.project import compose_project, find_project, resolve
 FOUR = [Gpu(i, f"GPU-{i}", "NVIDIA H200") for i in range(4)]
 
 
-def problems(project, *argv, gpus=FOUR, environ=None, attention="auto", precision="auto"):
+def problems(project, *argv, gpus=FOUR, environ=None, attention="auto", precision="auto", init_model=False):
     parser = argparse.ArgumentParser()
     add_launch_arguments(parser)
     args = parser.parse_args(list(argv))
     tree, origins = resolve(compose_project(find_project(project)))
     config = build_config(tree, origins)
     config.model.attn_implementation, config.train.precision = attention, precision
+    config.train.init_model = init_model
     return launch_problems(config, args, origins, environ or {}, gpus)
 
 
@@ -33,6 +34,14 @@ def test_gpus_that_exist_and_one_per_rank_pass(tiny_project):
 def test_a_gpu_that_does_not_exist(tiny_project):
     assert problems(tiny_project, "-d", "0,4") == [
         "-d 0,4: GPU 4 does not exist; this machine has 4 GPU(s), numbered 0-3"]
+
+
+def test_a_start_over_on_elastic_nodes_is_refused(tiny_project):
+    # A node joining restarts every worker without counting a restart: each join would start the run over again.
+    [problem] = problems(tiny_project, "--nnodes", "1:4", init_model=True)
+    assert problem.startswith("--init-model with an elastic --nnodes 1:4") and "--nnodes 4" in problem
+    assert problems(tiny_project, "--nnodes", "1:4") == []  # resuming elastically is what elastic jobs are for
+    assert problems(tiny_project, "--nnodes", "2:2", init_model=True) == []
 
 
 def test_more_ranks_than_gpus(tiny_project):
