@@ -47,6 +47,8 @@ class RunCheckpointer:
         self.tokenizer: Tokenizer | None = None
         self.root = config.run_dir / "checkpoints"
         self.latest: Path | None = None  # set by locate()
+        # Step dirs named damaged when the run resumed (rank 0, which applies retention): kept, never counted.
+        self.damaged: set[str] = set()
         self.config_text = render_config(config)  # never a value taken from the environment
         self.spec_dtype = torch.float32  # the dtype of the weights (fp32 master weights in every mode)
         self.writer = BackgroundWriter(info.world_size)
@@ -142,7 +144,9 @@ class RunCheckpointer:
             path = checkpoint.write_staged(staged, group)
             if self.info.is_main:
                 cfg = self.config.checkpoint
-                checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best, newest=path)
+                self.damaged.discard(path.name)  # saved again: sound now
+                checkpoint.apply_retention(self.root, cfg.keep_last, cfg.keep_best, newest=path,
+                                           damaged=frozenset(self.damaged))
                 if export:
                     self.export(path)
             if on_saved is not None:
@@ -191,6 +195,7 @@ class RunCheckpointer:
 
         def find() -> tuple[str | None, list[str]]:
             latest, failures = checkpoint.find_latest_verified(self.root)
+            self.damaged = {path.name for path, _ in failures}
             reasons = [f"{path.name}: {reason}" for path, reason in failures]
             if latest is None and failures:
                 raise CheckpointError(f"no checkpoint in {self.root} verifies ({'; '.join(reasons)}); refusing to start "

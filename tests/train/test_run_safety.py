@@ -57,6 +57,16 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumed(proje
     assert "skipping damaged checkpoint step-000004" in resumed.stdout and "training steps 2→5" in resumed.stdout
 
 
+def test_a_damaged_checkpoint_never_counts_as_one_of_the_last_kept(project):
+    set_in_project(project, "checkpoint", "keep_last: 2")
+    train(project, "--init-model", "--max-steps", "3")  # step-000002, and step-000003 at the end
+    _flip_a_byte(project / "output" / "checkpoints" / "step-000003" / "model.safetensors")
+    resumed = train(project, "--max-steps", "4")  # resumes from step 2 and saves step 4
+    assert "skipping damaged checkpoint step-000003" in resumed.stdout
+    kept = sorted(p.name for p in (project / "output" / "checkpoints").iterdir())
+    assert kept == ["step-000002", "step-000003", "step-000004"]  # two sound ones, and the damaged one, untouched
+
+
 def _tokenizer_files(project: Path) -> list[Path]:
     return sorted((project.parent / "cache" / "tokenizers").glob("bpe-*.json"))
 
