@@ -120,6 +120,10 @@ def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origin
     gpus = nvml_gpus() if gpus is None else gpus
     problems = []
     use_gpus = config.dist.accelerator and not args.no_accelerator
+    if args.devices and not use_gpus:  # CUDA_VISIBLE_DEVICES would be set, and the ranks would run on CPU anyway
+        why = "--no-accelerator" if args.no_accelerator else "dist.accelerator: false"
+        problems.append(f"-d {args.devices} with {why}: the ranks would run on CPU; drop -d, or drop {why} to "
+                        "train on those GPUs")
     if use_gpus and args.devices:
         devices = parse_devices(args.devices)
         problem = devices_problem(devices, gpus, args.devices)

@@ -7,7 +7,7 @@ Defined once, here:
   config.yaml records it), or refused when it cannot apply: another model shape (the checkpoint's weights
   do not fit), or another data stream while the data position is restored.
 - Flags that say what to do at this launch (--init-model, --overwrite, --no-restore-dataset-state,
-  --allow-tokenizer-change, --verbose-info) are never inherited from an earlier launch.
+  --allow-tokenizer-change, --verbose-info, --no-accelerator) are never inherited from an earlier launch.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from .errors import ConfigError
 from .typed import from_plain
 from .yamlio import Origins
 
+# dist.accelerator: --no-accelerator says where this launch runs (a run started on CPU resumes on the GPUs).
 LAUNCH_INTENTS = ("train.init_model", "train.overwrite", "checkpoint.restore_dataset_state",
-                  "checkpoint.allow_tokenizer_change", "train.verbose_info")
+                  "checkpoint.allow_tokenizer_change", "train.verbose_info", "dist.accelerator")
 NOT_SETTINGS = ("project_dir", "environment")  # where the project lives, and bookkeeping
 MODEL_KEYS = ("model.arch.", "model.project", "model.config", "model.preset", "model.target_params",
               "model.prefer_depth")
@@ -127,9 +128,30 @@ def _refuse_what_cannot_apply(changes: list[tuple[str, Any, Any, str]], fresh: R
         detail = ", ".join(f"{k} {_show(a)} → {_show(b)}" for k, a, b in shape[:4])
         raise ConfigError(f"{' '.join(model_flags)} would change the model ({detail}), which this run's checkpoints "
                           "cannot load; start a new run (--output-dir DIR) or start over (--init-model --overwrite)")
+    _refuse_what_the_model_or_tokenizer_cannot_follow(changes, saved)
     data = [(k, a, b, f) for k, a, b, f in changes if k.startswith("data.") and k != "data.num_workers"]
     if data and fresh.checkpoint.restore_dataset_state:
         key, before, now, flag = data[0]
         raise ConfigError(f"{flag} changes the data stream ({key} {_show(before)} → {_show(now)}), but the checkpoint's "
                           "data position belongs to the old one: add --no-restore-dataset-state to continue the "
                           "weights on the new stream")
+
+
+def _refuse_what_the_model_or_tokenizer_cannot_follow(changes: list[tuple[str, Any, Any, str]],
+                                                       saved: RunConfig) -> None:
+    """A fresh run's model follows its data (follow_data.py); a resumed run keeps its model and its tokenizer, so a
+    flag that would need them to follow is refused rather than recorded as a change that does not happen."""
+    changed = {key: (before, now, flag) for key, before, now, flag in changes}
+    positions = saved.model.arch.get("max_position_embeddings")
+    if "data.block_size" in changed and isinstance(positions, int):
+        before, now, flag = changed["data.block_size"]
+        if isinstance(now, int) and now > positions:
+            raise ConfigError(f"{flag} makes data.block_size {now}, past this run's model's max_position_embeddings "
+                              f"{positions} (a resumed run keeps its model): use at most {positions}, or start a new "
+                              "run (--output-dir DIR)")
+    tokenizer = saved.data.get("tokenizer") or {}
+    if "data.tokenizer.vocab_size" in changed and not tokenizer.get("path"):
+        before, now, flag = changed["data.tokenizer.vocab_size"]
+        raise ConfigError(f"{flag} changes data.tokenizer.vocab_size ({_show(before)} → {_show(now)}), but a resumed run "
+                          "keeps the tokenizer its checkpoints were trained with; start a new run (--output-dir DIR) "
+                          "or start over (--init-model --overwrite) to train another")

@@ -86,3 +86,33 @@ def test_a_set_given_at_resume_changes_the_run_like_a_flag(tiny_project):
     reconciled = reconcile(fresh, origins, saved)
     assert reconciled.config.train.max_steps == 9
     assert [(k, f) for k, _, _, f in reconciled.changes] == [("train.max_steps", "--set train.max_steps")]
+
+
+def test_a_flag_at_resume_that_the_kept_model_or_tokenizer_cannot_follow_is_refused(tiny_project):
+    from forgather.resume_config import reconcile
+
+    saved, _ = _resolve(tiny_project)
+    block = saved.data["block_size"]
+    assert saved.model.arch["max_position_embeddings"] == block  # it followed the data when the run started
+    longer, origins = _resolve(tiny_project, ["--set", f"data.block_size={2 * block}",
+                                              "--set", "checkpoint.restore_dataset_state=false"])
+    with pytest.raises(ConfigError, match=rf"--set data.block_size makes data.block_size {2 * block}, past this "
+                                          rf"run's model's max_position_embeddings {block}"):
+        reconcile(longer, origins, saved)
+    shorter, origins = _resolve(tiny_project, ["--set", f"data.block_size={block // 2}",
+                                               "--set", "checkpoint.restore_dataset_state=false"])
+    assert reconcile(shorter, origins, saved).config.data["block_size"] == block // 2  # fits the kept model
+    vocab, origins = _resolve(tiny_project, ["--set", "data.tokenizer.vocab_size=400",
+                                             "--set", "checkpoint.restore_dataset_state=false"])
+    with pytest.raises(ConfigError, match=r"changes data.tokenizer.vocab_size .* keeps the tokenizer its "
+                                          r"checkpoints were trained with"):
+        reconcile(vocab, origins, saved)
+
+
+def test_no_accelerator_applies_to_its_own_launch_only(tiny_project):
+    from forgather.resume_config import reconcile
+
+    saved, _ = _resolve(tiny_project)
+    saved.dist.accelerator = False  # the run started with --no-accelerator (as README's smoke step does)
+    fresh, origins = _resolve(tiny_project)
+    assert fresh.dist.accelerator is True and reconcile(fresh, origins, saved).config.dist.accelerator is True

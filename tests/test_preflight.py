@@ -44,6 +44,11 @@ def test_a_start_over_on_elastic_nodes_is_refused(tiny_project):
     assert problems(tiny_project, "--nnodes", "2:2", init_model=True) == []
 
 
+def test_gpus_chosen_for_a_cpu_launch_are_refused(tiny_project):
+    [problem] = problems(tiny_project, "-d", "0,1", "--no-accelerator")
+    assert problem.startswith("-d 0,1 with --no-accelerator: the ranks would run on CPU")
+
+
 def test_more_ranks_than_gpus(tiny_project):
     [problem] = problems(tiny_project, "--nproc-per-node", "3", environ={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert problem.startswith("--nproc-per-node 3 with 2 visible GPU(s): each rank needs a GPU of its own")
