@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
 
     from ..data.tokenizer import train_tokenizer
 
-    config, _ = resolve_config(composed, args)
+    config, origins = resolve_config(composed, args)
     spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
     vocab: int | str = "auto" if args.auto_vocab_size else (
         spec.tokenizer.vocab_size if args.vocab_size is None else args.vocab_size)
@@ -77,13 +77,14 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     texts, count = training_texts(spec)
     if not count:
         raise DataError("the project's training sources hold no documents; check data.sources")
-    path = train_tokenizer(texts, vocab, out)
+    path = train_tokenizer(texts, vocab, out, fix="choose a writable place with --output")
     # Read back without the project's BOS/EOS settings: those may name another tokenizer's tokens.
     vocab_size = HFTokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True)
     print(f"saved {path.resolve()}")
     print(f"vocab size {vocab_size:,} (trained on {count:,} documents in {time.monotonic() - start:.1f}s)")
     model_vocab = config.model.arch.get("vocab_size")
-    if isinstance(model_vocab, int) and model_vocab < vocab_size:
+    follows = origins.get("model.arch.vocab_size", "").startswith("the tokenizer")  # it will follow this one too
+    if isinstance(model_vocab, int) and model_vocab < vocab_size and not follows:
         print(f"note: the model's vocab_size is {model_vocab:,}; set model.arch.vocab_size: {vocab_size} "
               "(or more) to embed every id")
     project_dir = Path(config.project_dir).resolve()

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from .packing import SEG_FIELDS, Packer
+from .written import write_errors
 
 if TYPE_CHECKING:
     from .stream import BlockStream
@@ -136,6 +137,11 @@ def _sha256(data: bytes) -> str:
 def write_chunk(path: Path, chunk: PackedChunk, key: str) -> None:
     """Write a chunk into a temp dir beside `path` and rename it into place (readers never see half a chunk)."""
     path = Path(path)
+    with write_errors(path):
+        _write_chunk(path, chunk, key)
+
+
+def _write_chunk(path: Path, chunk: PackedChunk, key: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:

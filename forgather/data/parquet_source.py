@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from .arrow_values import empty_value
 from .fingerprint import local_file_identity
 from .source_files import SourceStats, decode_utf8, resolve_files, split_range
 from .spec import SourceSpec
+from .written import write_whole
 
 
 def is_url(path: str) -> bool:
@@ -100,10 +100,7 @@ def _row_group_counts(spec: SourceSpec, fs: Any, files: list[str], identity: lis
                             f"{', '.join(names)}; set text_column")
         counts.append([meta.metadata.row_group(g).num_rows for g in range(meta.metadata.num_row_groups)])
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(counts))
-        os.replace(tmp, cached)
+        write_whole(cached, json.dumps(counts))
     return counts
 
 

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import DataError
+from .written import write_whole
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "idlelib", "lib2to3", "test", "tests"}
 
@@ -77,10 +78,7 @@ def documents(which: str, max_documents: int | None = None, cache_root: Path | N
     if cached.is_file():
         return json.loads(cached.read_text(encoding="utf-8"))
     docs = _parse_documents(which, max_documents)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # ranks may race; each renames a whole file
-    tmp.write_text(json.dumps(docs), encoding="utf-8")
-    tmp.replace(cached)
+    write_whole(cached, json.dumps(docs))  # ranks may race; each renames a whole file
     return docs
 
 

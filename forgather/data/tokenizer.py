@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import DataError
 from .spec import MIN_VOCAB_SIZE, TokenizerSpec
+from .written import CACHE_FIX, write_whole
 
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>")
 _BOS_CANDIDATES = ("<|endoftext|>", "<s>", "<bos>", "<|begin_of_text|>")
@@ -98,21 +99,14 @@ def fetch_tokenizer(url: str, cache_root: Path) -> Path:
         raise DataError(f"data.tokenizer.path {url}: cannot fetch it ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); download tokenizer.json and point "
                         "data.tokenizer.path at the file") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-    return target
+    return write_whole(target, data)
 
 
 def keep_copy(path: str | Path, cache_root: Path) -> Path:
     """A content-addressed copy of a tokenizer.json under the cache (stays when the original is deleted)."""
     target = Path(cache_root) / "tokenizers" / "kept" / f"{file_sha256(path)[:16]}.json"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(Path(path).read_bytes())
-        os.replace(tmp, target)
+        write_whole(target, Path(path).read_bytes())
     return target
 
 
@@ -193,8 +187,9 @@ def tokenizer_sample(sources: list, budget: int = TOKENIZER_SAMPLE_CHARS) -> Ite
                 break
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str | Path) -> Path:
-    """Train a byte-level BPE (special token <|endoftext|> = id 0) and save it atomically to out_path."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str | Path, fix: str = CACHE_FIX) -> Path:
+    """Train a byte-level BPE (special token <|endoftext|> = id 0) and save it atomically to out_path (`fix`: what
+    a failed write tells the user to do)."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -211,12 +206,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int | str, out_path: str |
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[TRAINED_SPECIAL],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_batches(texts), trainer=trainer, length=len(texts))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, out_path)
-    return out_path
+    # Serialised here and written by write_whole: the tokenizers library's own save raises a bare Exception.
+    return write_whole(Path(out_path), tok.to_str(pretty=True), fix)
 
 
 def _batches(texts: list[str], n: int = 256) -> Iterator[list[str]]:

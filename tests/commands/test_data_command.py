@@ -79,3 +79,10 @@ def test_outside_a_project_is_a_one_line_error_but_help_works(tmp_path):
     assert "no project.yaml" in one_line_error(forgather("data", "show", cwd=tmp_path))
     result = forgather("data", "show", "--help", cwd=tmp_path)
     assert result.returncode == 0 and "--max-chars" in result.stdout and "examples:" in result.stdout
+
+
+def test_a_data_cache_that_cannot_be_written_is_one_line(tiny_project, tmp_path):
+    (tmp_path / "a-file").write_text("")  # as a read-only or full cache would refuse (root ignores permissions)
+    result = forgather("data", "show", "--set", f"data.cache_dir={tmp_path / 'a-file' / 'cache'}", cwd=tiny_project)
+    line = one_line_error(result)
+    assert result.returncode == 2 and "cannot write" in line and "data.cache_dir" in line

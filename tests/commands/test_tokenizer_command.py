@@ -40,7 +40,17 @@ def test_train_with_vocab_size_and_output_notes_a_too_small_model_vocab(tiny_pro
     result = forgather("tokenizer", "train", "--vocab-size", "320", "--output", str(out), cwd=tiny_project)
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "vocab size 320 " in result.stdout and f"path: {out}" in result.stdout
-    assert "the model's vocab_size is 300; set model.arch.vocab_size: 320" in result.stdout
+    assert "set model.arch.vocab_size" not in result.stdout  # the model's follows the tokenizer: nothing to set
+    set_in_project(tiny_project, "model", "arch: {vocab_size: 300}")  # a vocab the project fixes itself
+    fixed = forgather("tokenizer", "train", "--vocab-size", "320", "--output", str(out), cwd=tiny_project)
+    assert "the model's vocab_size is 300; set model.arch.vocab_size: 320" in fixed.stdout, fixed.stderr
+
+
+def test_a_tokenizer_that_cannot_be_written_is_one_line(tiny_project, tmp_path):
+    (tmp_path / "a-file").write_text("")  # a place nothing can be written under (root ignores permissions)
+    line = one_line_error(forgather("tokenizer", "train", "--output", str(tmp_path / "a-file" / "t.json"),
+                                    cwd=tiny_project))
+    assert f"cannot write {tmp_path / 'a-file' / 't.json'}" in line and "--output" in line
 
 
 @pytest.mark.parametrize("args, needle", [
