@@ -329,15 +329,21 @@ def load_sources(specs: list[SourceSpec], cache_root: Path | None = None, lazy: 
 
 
 def split_validation(sources: list[DocSource], fraction: float) -> tuple[list[DocSource], list[DocSource]]:
-    """Hold out the last `fraction` of each source's documents (at least one) for validation."""
+    """Hold out the last `fraction` of each source's documents (at least one) for validation. A source too small to
+    give one and keep one (a single .md file is one document) trains whole; only when every source is that small
+    is there no validation to hold out."""
     train, val = [], []
     for s in sources:
         n_val = max(1, math.ceil(len(s) * fraction))
         if n_val >= len(s):
-            raise DataError(f"source {s.name!r} has {len(s)} document(s): too few to hold out "
-                            f"validation_fraction={fraction}; add validation sources instead")
+            train.append(s.subset(0, len(s), ""))
+            continue
         train.append(s.subset(0, len(s) - n_val, ""))
         val.append(s.subset(len(s) - n_val, len(s), ":val"))
+    if not val:
+        sizes = ", ".join(f"{s.name!r} {len(s)}" for s in sources)
+        raise DataError(f"every source is too small to hold out validation_fraction={fraction} (documents: {sizes}); "
+                        "add data.validation sources, or set data.validation_fraction: 0")
     return train, val
 
 

@@ -151,6 +151,18 @@ def test_validation_fraction_holds_out_tail(shared_data):
     assert train[0].identity() != val[0].identity()
 
 
+def test_a_source_too_small_to_hold_out_validation_trains_whole(tmp_path):
+    (tmp_path / "notes.md").write_text("one document: no form feed, no three blank lines")
+    (tmp_path / "docs.jsonl").write_text("".join(f'{{"text": "document {i}"}}\n' for i in range(40)))
+    notes, docs = (load_source(SourceSpec(n, str(tmp_path / f)))
+                   for n, f in (("notes", "notes.md"), ("docs", "docs.jsonl")))
+    train, val = split_validation([notes, docs], 0.05)
+    assert [len(s) for s in train] == [1, 38] and [(s.name, len(s)) for s in val] == [("docs:val", 2)]
+    with pytest.raises(DataError, match=r"every source is too small to hold out validation_fraction=0.05 "
+                                        r"\(documents: 'notes' 1\); add data.validation sources"):
+        split_validation([notes], 0.05)
+
+
 def test_a_rewrite_with_the_same_size_and_time_changes_the_fingerprint(tmp_path):
     import os
 
