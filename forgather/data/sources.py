@@ -316,10 +316,14 @@ def _load_hub(spec: SourceSpec):
     try:
         return datasets.load_dataset(spec.path, spec.hub_config, split=spec.split)
     except Exception as e:  # offline, unknown id, auth: all end the same way for the user
+        # An 'a/b' path is read as a hub id only because no such directory exists: a typo'd local path lands here.
+        local = (f"; nor is there a directory {spec.project_path} (a path in project.yaml is relative to the "
+                 "project)") if spec.project_path else ""
         raise DataError(
             f"source {spec.name!r}: cannot load hub dataset {spec.path!r} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''}); the hub may be unreachable and the dataset is not "
-            "cached. Download it elsewhere and point 'path' at local parquet/jsonl files or a save_to_disk directory"
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}){local}; the hub may be unreachable and the dataset "
+            "is not cached. Download it elsewhere and point 'path' at local parquet/jsonl files or a save_to_disk "
+            "directory"
         ) from None
 
 

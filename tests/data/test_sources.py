@@ -143,6 +143,16 @@ def test_hub_unreachable_says_how_to_use_local_files():
         load_source(SourceSpec("h", "no-such-org/no-such-dataset", kind="hub"))
 
 
+def test_a_missing_local_directory_read_as_a_hub_id_says_so(tmp_path, monkeypatch):
+    from forgather.data.spec import DataSpec
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = DataSpec.from_dict({"sources": ["corpus/books"]}, base_dir=tmp_path).sources[0].located()
+    with pytest.raises(DataError, match=rf"nor is there a directory {tmp_path}/corpus/books \(a path in "
+                                        r"project.yaml is relative to the project\)"):
+        load_source(source)
+
+
 def test_validation_fraction_holds_out_tail(shared_data):
     s = load_source(SourceSpec("q", str(shared_data / "corpus" / "quotes.parquet"), max_samples=100))
     train, val = split_validation([s], 0.1)
