@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..console import phase
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, report_stopped, use_step_timeout
 from .agreement import StepAgreement
@@ -187,6 +187,8 @@ class Trainer:
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
         self._first_step = self.state.step
+        if self._first_step and self._first_step >= self.total_steps:  # resumed at or past its budget
+            return self._nothing_to_train()
         self.progress = Progress(self.state.step, self.total_steps, self.tokens_per_step)
         while self.state.step < self.total_steps:
             agreed = self.agreement.exchange(stop=self.stop_requested, save_failed=self._save_failed(),
@@ -227,6 +229,18 @@ class Trainer:
         if self.config.checkpoint.save_strategy != "no" and self.state.step > 0:
             self._save("final", wait=True)
         elif self.parts.checkpointer is not None:
+            self.parts.checkpointer.finish()
+        return 0
+
+    def _nothing_to_train(self) -> int:
+        """A resume at the budget does nothing, and saves and exports nothing again; one past it is refused (the
+        steps it asks for are behind the run)."""
+        step, total = self._first_step, self.total_steps
+        if step > total:
+            raise ConfigError(f"the run is at step {step}, past the {total} steps train.max_steps/max_tokens give; "
+                              f"ask for more than {step} to continue it, or start over with --init-model")
+        self.sink.message(f"the run is at step {step} of {total}: nothing to train; raise --max-steps to continue")
+        if self.parts.checkpointer is not None:
             self.parts.checkpointer.finish()
         return 0
 

@@ -443,3 +443,14 @@ def test_a_slurm_requeue_of_a_start_over_resumes_it_once_it_replaced_the_run_and
     again = train(project, "--init-model", "--overwrite", "--max-steps", "2")
     assert "SLURM requeue" not in again.stderr and sorted(losses(project)) == [1, 2]
     assert len(list((out / "archive").glob("runs-*"))) == 1
+
+
+def test_a_resume_at_its_budget_changes_nothing_and_one_past_it_is_refused(project):
+    train(project, "--init-model")  # max_steps 4
+    saved = project / "output" / "checkpoints" / "step-000004" / "manifest.json"
+    before = saved.stat().st_ino, saved.stat().st_mtime_ns
+    again = train(project)
+    assert "the run is at step 4 of 4: nothing to train" in again.stdout
+    assert (saved.stat().st_ino, saved.stat().st_mtime_ns) == before  # not saved (nor exported) again
+    behind = train(project, "--max-steps", "2", check=False)
+    assert behind.returncode == 2 and "the run is at step 4, past the 2 steps" in behind.stderr.strip().splitlines()[-1]
