@@ -41,6 +41,15 @@ def _weights(checkpoint: Path, tie_embeddings: bool) -> Iterator[tuple[str, torc
         store.close()
 
 
+def _replaceable(out: Path, checkpoint: Path) -> bool:
+    """Whether --force may delete `out`: an earlier export (or an empty dir), never a run dir, a project, or a
+    directory holding the checkpoint being exported."""
+    if out.is_file() or out.resolve() in (checkpoint.resolve(), *checkpoint.resolve().parents):
+        return False
+    entries = list(out.iterdir())
+    return not entries or ((out / "config.json").is_file() and not any(p.is_dir() for p in entries))
+
+
 def export_checkpoint(checkpoint: Path, out: Path, force: bool = False, max_shard_bytes: int | None = None,
                       verify: bool = False) -> Path:
     """Write an HF model dir for `checkpoint` at `out` (atomically); an existing `out` is refused unless `force`."""
@@ -49,6 +58,9 @@ def export_checkpoint(checkpoint: Path, out: Path, force: bool = False, max_shar
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists() and not force:
         raise CheckpointError(f"{out} already exists; pick another --output or add --force to replace it")
+    if out.exists() and not _replaceable(out, checkpoint):
+        raise CheckpointError(f"{out} is not an exported model dir (one with config.json and no subdirectories, "
+                              "outside the checkpoint); --force replaces only those: pick another --output")
     if verify:
         verify_manifest(checkpoint)
     config_file = checkpoint / "config.json"

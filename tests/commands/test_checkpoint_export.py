@@ -52,3 +52,7 @@ def test_export_of_fsdp2_shards_loads_in_transformers_and_generate_stops_at_end_
     refused = one_line_error(forgather("checkpoint", "export", "2", "--output", str(out), cwd=tiny_project))
     assert "already exists" in refused and "--force" in refused
     assert forgather("checkpoint", "export", "2", "--output", str(out), "--force", cwd=tiny_project).returncode == 0
+    run_dir = tiny_project / "output"  # --force never deletes a run dir (and the checkpoint with it)
+    refused = one_line_error(forgather("checkpoint", "export", "2", "--output", str(run_dir), "--force",
+                                       cwd=tiny_project))
+    assert "is not an exported model dir" in refused and (step / "manifest.json").is_file()
