@@ -29,9 +29,12 @@ def write_whole(target: Path, data: bytes | str, fix: str = CACHE_FIX) -> Path:
     with write_errors(target, fix):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, target)
+        try:
+            if isinstance(data, str):
+                tmp.write_text(data, encoding="utf-8")
+            else:
+                tmp.write_bytes(data)
+            os.replace(tmp, target)
+        finally:  # a write that failed part-way leaves no partial file behind in a cache that is short of space
+            tmp.unlink(missing_ok=True)
     return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -203,3 +204,17 @@ def test_split_text_documents_keeps_a_blank_file_as_one_blank_document():
     assert split_text_documents("  \n") == ["  \n"]
     assert split_text_documents("\f\nonly\n\f\n") == ["only"]
     assert split_text_documents("\fnot a separator line") == ["\fnot a separator line"]
+
+
+def test_a_failed_data_write_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from forgather.data.written import write_whole
+
+    def full_disk(self, data):  # as a full disk fails part-way through a write
+        with open(self, "wb") as fh:
+            fh.write(data[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(DataError, match=r"cannot write .*counts.json \(No space left on device\); free space"):
+        write_whole(tmp_path / "cache" / "counts.json", b"[1, 2, 3]")
+    assert list((tmp_path / "cache").iterdir()) == []
