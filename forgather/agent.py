@@ -24,17 +24,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .lifeline import STATUS_DIR_ENV, leave_stop_file
+
 PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving a checkpoint; `forgather train` resumes
-STATUS_DIR_ENV = "FORGATHER_STATUS_DIR"  # ranks write their one-line error here (run.py / dist.setup)
 FORGATHER_CODES = (2, 3)  # UserError, TrainingDiverged: a rank's own, meaningful exit statuses
 
 
-def forward_signals(state: dict) -> None:
-    """SIGTERM/SIGINT: pass them to our worker processes and remember that the job was asked to stop."""
+def forward_signals(state: dict, status_dir: Path) -> None:
+    """SIGTERM/SIGINT: pass them to our worker processes, and leave word for those not started yet (a signal
+    during startup was otherwise lost: the job trained to its end, then exited PREEMPTED)."""
     import psutil
 
     def forward(signum: int, _frame: object) -> None:
         state["signal"] = signum
+        leave_stop_file(status_dir)
         for child in psutil.Process().children(recursive=False):
             try:
                 child.send_signal(signum)
@@ -82,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run torchrun's agent over argv; returns the job's exit status."""
     argv = sys.argv[1:] if argv is None else argv
     state: dict = {"signal": None}
-    forward_signals(state)
     status_dir = Path(tempfile.mkdtemp(prefix="forgather-status-"))
     os.environ[STATUS_DIR_ENV] = str(status_dir)
+    forward_signals(state, status_dir)
     # The agent's own failure log lines repeat what the ranks printed; keep its warnings, drop its error report.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -112,17 +115,22 @@ def main(argv: list[str] | None = None) -> int:
             for path in sorted(status_dir.glob("rank-*.txt")):
                 if line := rank_error(status_dir, int(path.stem.split("-")[1])):
                     print(line, file=sys.stderr, flush=True)
-        if any(status_dir.glob("rank-*.stopped")):  # the ranks saw a signal this process did not
-            state["signal"] = state["signal"] or signal.SIGTERM
+        # Only ranks that stopped and saved make the job PREEMPTED: a run that reached its end before the request
+        # took effect is complete (a requeue would resume nothing); they may have seen a signal this process did not.
+        stopped = any(status_dir.glob("rank-*.stopped"))
         for leftover in status_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         status_dir.rmdir()
     for line in lines:
         print(line, file=sys.stderr, flush=True)
-    if status == 0 and state["signal"] is not None:
-        print(f"forgather: stopped by {signal.Signals(state['signal']).name} after saving a checkpoint; "
-              f"`forgather train` resumes (exit status {PREEMPTED})", file=sys.stderr, flush=True)
+    if status == 0 and stopped:
+        name = signal.Signals(state["signal"] or signal.SIGTERM).name
+        print(f"forgather: stopped by {name} with the run saved; `forgather train` resumes (exit status {PREEMPTED})",
+              file=sys.stderr, flush=True)
         return PREEMPTED
+    if status == 0 and state["signal"] is not None:
+        print(f"forgather: the run reached its end before {signal.Signals(state['signal']).name} took effect; "
+              "nothing is left to resume", file=sys.stderr, flush=True)
     return status
 
 

@@ -1,6 +1,7 @@
 """How a rank's process ends. A rank whose launcher died stops: a kill -9 of `forgather train` must not leave
 ranks training and writing checkpoints into a run dir that nobody watches (and that a new run may take over).
-A rank that finished leaves with its own exit status, not one its teardown invented."""
+A stop request (SIGTERM/SIGINT) is kept from the rank's first moment, also one the launcher took before the rank
+existed. A rank that finished leaves with its own exit status, not one its teardown invented."""
 
 from __future__ import annotations
 
@@ -10,10 +11,36 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import NoReturn
 
 POLL_SECONDS = 1.0
 GRACE_SECONDS = 120.0  # to save a checkpoint and leave; then the rank exits hard (a peer may be gone too)
+STATUS_DIR_ENV = "FORGATHER_STATUS_DIR"  # the launcher's scratch dir that ranks report into (agent.py)
+STOP_FILE = "stop"  # in it: the launcher was asked to stop, maybe before this rank existed to be told
+_early_requests: list[int] = []
+
+
+def hold_stop_requests() -> None:
+    """Keep a SIGTERM/SIGINT that reaches this rank before its trainer takes signals over: the default action
+    killed a rank still starting (exit 143, nothing said), so a preemption during startup was not a clean stop."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: _early_requests.append(signum))
+
+
+def stop_requested_early() -> bool:
+    """Whether this job was asked to stop before its training loop started: a signal held by
+    hold_stop_requests, or one the launcher received before this rank was there to be forwarded it."""
+    status_dir = os.environ.get(STATUS_DIR_ENV)
+    return bool(_early_requests) or bool(status_dir and (Path(status_dir) / STOP_FILE).exists())
+
+
+def leave_stop_file(status_dir: Path) -> None:
+    """The launcher's half of stop_requested_early: ranks that start after a signal see it."""
+    try:
+        (status_dir / STOP_FILE).touch()
+    except OSError:
+        pass  # the signals already forwarded still stop the ranks that exist
 
 
 def watch_parent(poll: float = POLL_SECONDS, grace: float = GRACE_SECONDS) -> threading.Thread:

@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m forgather.run RUN_DIR/config.yaml (started by `forgather train`)", file=sys.stderr)
         return 2
+    from .lifeline import hold_stop_requests, watch_parent
+
+    hold_stop_requests()  # first: a preemption while the rank starts is a stop request, not a kill
     from .allocator import tune_host_allocator
     from .dist.setup import DistInfo, run_rank
-    from .lifeline import watch_parent
 
     watch_parent()  # a rank whose launcher was killed stops (after saving) instead of training on, unwatched
     try:

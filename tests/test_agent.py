@@ -26,3 +26,44 @@ def test_a_rank_error_is_printed_when_the_agent_itself_fails(monkeypatch, capsys
         agent.main(["--nproc-per-node", "1", "-m", "forgather.run", "config.yaml"])
     assert "[rank 1] error: data/x.jsonl has no documents" in capsys.readouterr().err
     assert not seen["dir"].exists()  # read, then removed
+
+
+def _run_agent_with(monkeypatch, fake_run) -> int:
+    import signal
+
+    import torch.distributed.run as torchrun
+
+    monkeypatch.setattr(torchrun, "run", fake_run)
+    monkeypatch.delenv(agent.STATUS_DIR_ENV, raising=False)
+    pytests_own = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # the agent sets its own
+    try:
+        return agent.main(["--nproc-per-node", "1", "-m", "forgather.run", "config.yaml"])
+    finally:
+        for sig, handler in pytests_own.items():
+            signal.signal(sig, handler)
+
+
+def test_a_signal_before_the_ranks_exist_reaches_them_when_they_start(monkeypatch):
+    import signal
+
+    from forgather.lifeline import stop_requested_early
+
+    seen = {}
+
+    def run_after_a_signal(args) -> None:  # the launcher is signalled, then torchrun starts a rank
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        seen["rank sees it"] = stop_requested_early()
+        (Path(os.environ[agent.STATUS_DIR_ENV]) / "rank-0.stopped").write_text("")  # the rank stops and says so
+
+    assert _run_agent_with(monkeypatch, run_after_a_signal) == agent.PREEMPTED
+    assert seen["rank sees it"]
+
+
+def test_a_run_that_ends_before_a_signal_takes_effect_is_complete_not_preempted(monkeypatch, capsys):
+    import signal
+
+    def signalled_while_finishing(args) -> None:  # no rank stopped on it: they trained to the end
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+    assert _run_agent_with(monkeypatch, signalled_while_finishing) == 0
+    assert "reached its end before SIGTERM took effect" in capsys.readouterr().err

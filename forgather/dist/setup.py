@@ -15,6 +15,7 @@ import torch.distributed as dist
 from ..config import DistSection
 from ..devices import gpu_for_local_rank
 from ..errors import UserError
+from ..lifeline import STATUS_DIR_ENV
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def teardown() -> None:
 def _leave_status(name: str, text: str) -> bool:
     """A file in the status dir forgather.agent reads after the ranks exit; False when run without the agent
     or the file could not be written."""
-    status_dir = os.environ.get("FORGATHER_STATUS_DIR")
+    status_dir = os.environ.get(STATUS_DIR_ENV)
     if not status_dir:
         return False
     try:
@@ -97,7 +98,7 @@ def status_files(rank: int) -> tuple[str, ...]:
 def forget_earlier_status(rank: int) -> None:
     """Remove what this rank left in an earlier attempt (torchrun --max-restarts restarts ranks under the same
     agent): its error or stop there is not this attempt's outcome."""
-    status_dir = os.environ.get("FORGATHER_STATUS_DIR")
+    status_dir = os.environ.get(STATUS_DIR_ENV)
     for name in status_files(rank) if status_dir else ():
         (Path(status_dir) / name).unlink(missing_ok=True)
 

@@ -21,6 +21,7 @@ from ..console import phase
 from ..errors import CheckpointError, ConfigError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..dist.setup import DistInfo, report_stopped, use_step_timeout
+from ..lifeline import stop_requested_early
 from .agreement import StepAgreement
 from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
@@ -196,8 +197,12 @@ class Trainer:
             if agreed["save_failed"]:  # every rank stops at the same step, with the failing rank's message
                 self._raise_save_failure()
             if agreed["stop"]:
-                self._save("signal", wait=True)
-                self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
+                if self.state.step > self._first_step:
+                    self._save("signal", wait=True)
+                    self.sink.message(f"stopped by signal at step {self.state.step}; checkpoint saved")
+                else:  # asked before a step was trained: what the run holds already is where it resumes
+                    self.sink.message(f"stopped by signal at step {self.state.step}, before training a step; "
+                                      "nothing new to save")
                 report_stopped(self.info.rank)
                 return 0
             self._save_at_epoch_end(-agreed["minus_epoch"])
@@ -359,6 +364,8 @@ class Trainer:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)
+        if stop_requested_early():  # asked while the rank was starting: stop at the first agreed step boundary
+            self.stop_requested = 1
 
     def _synchronize(self) -> None:
         """Wait for queued device work (so a timing window ends where the host thinks it does)."""

@@ -130,6 +130,16 @@ def test_a_stop_signal_saves_the_current_step_and_exits_with_the_preempted_statu
     assert f"exit status {PREEMPTED}" in run.output.strip().splitlines()[-1]
 
 
+def test_a_stop_signal_while_the_ranks_start_stops_the_run_at_once_not_at_its_end(long_run):
+    run = Training(long_run, "--init-model")
+    run.wait_for(r"forgather\.run: rank 0/1 ")  # the rank is up; its trainer does not yet take signals
+    run.proc.send_signal(signal.SIGTERM)
+    # It was killed by the default action (143, nothing said), or the request was lost and the run trained on.
+    assert run.finish() == PREEMPTED, run.output[-3000:]
+    step = int(re.search(r"stopped by signal at step (\d+)", run.output).group(1))
+    assert step <= 2 and "Traceback" not in run.output
+
+
 def test_a_save_slower_than_torchruns_grace_still_completes_after_a_stop_signal(long_run, tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
