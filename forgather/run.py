@@ -1,19 +1,20 @@
-"""The per-rank entry point that torchrun starts: `python -m forgather.run RUN_DIR/config.yaml`."""
+"""The per-rank entry point that torchrun starts: `python -m forgather.run RUN_DIR/config.launch-ID.yaml`."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from .checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE
+from .checkpoint.layout import CONFIG_FILE, LAUNCH_CONFIG_PREFIX, LAUNCHED_CONFIG_ENV
 from .config import read_config
 from .errors import UserError
 
 
 def config_to_read(launched: Path) -> Path:
-    """The file a rank reads its config from. A start-over's ranks are launched on RUN_DIR/config.next.yaml; once
-    the first attempt has replaced the old run it is moved over config.yaml, where a restarted attempt finds it."""
-    if launched.name == NEXT_CONFIG_FILE and not launched.exists():
+    """The file a rank reads its config from: its launch file (layout.launch_config_path), or, once rank 0 has
+    adopted that as the run's config.yaml (a restarted attempt comes after that), config.yaml."""
+    if launched.name.startswith(LAUNCH_CONFIG_PREFIX) and not launched.exists():
         return launched.with_name(CONFIG_FILE)
     return launched
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_host_allocator
     from .dist.setup import DistInfo, run_rank
 
+    os.environ[LAUNCHED_CONFIG_ENV] = str(Path(argv[0]).absolute())  # where restarts and rank 0 look for it
     watch_parent()  # a rank whose launcher was killed stops (after saving) instead of training on, unwatched
     try:
         config = read_config(config_to_read(Path(argv[0])))

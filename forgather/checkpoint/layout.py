@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from pathlib import Path
 
 MODEL_FILE = "model.safetensors"  # an unsharded model's weights (FSDP2: model/shard-R-of-W.safetensors)
@@ -10,10 +12,13 @@ OPTIMIZER_DIR = "optimizer"
 TRAINER_STATE_FILE = "trainer_state.json"
 DATA_STATE_FILE = "data_state.json"
 CONFIG_FILE = "config.yaml"
-# A start-over (--init-model) of an existing run dir launches its ranks on this file and leaves RUN_DIR/config.yaml
-# the old run's until the new run has replaced it (clear_previous_run moves it over config.yaml). A start that fails
-# first leaves the old run whole, settings included; a restarted attempt that still finds it starts over again.
-NEXT_CONFIG_FILE = "config.next.yaml"
+# Each launch writes the config its ranks read to a file of its own, RUN_DIR/config.launch-<id>.yaml, and rank 0
+# moves it over config.yaml (adopt_launch_config) only once the run is under way: a launch that is refused or fails
+# first (bad data, a resume check, the run dir's lock held by another job) leaves the run's config.yaml as it was,
+# and two launches at once never read each other's settings. A restarted attempt that still finds its launch file
+# has not replaced anything yet (a start-over starts over again); one that does not reads config.yaml.
+LAUNCH_CONFIG_PREFIX = "config.launch-"
+LAUNCHED_CONFIG_ENV = "FORGATHER_LAUNCHED_CONFIG"  # set by a rank to the file it was launched on (run.py)
 MANIFEST_FILE = "manifest.json"
 RNG_DIR = "rng"
 
@@ -76,12 +81,40 @@ def has_checkpoints(root: Path) -> bool:
     return bool(list_checkpoints(root))
 
 
-def start_over_applies(run_dir: Path, init_model: bool, restarts: int) -> bool:
+def launch_config_path(run_dir: Path, environ: dict[str, str]) -> Path:
+    """The config file this launch's ranks read. Named after the SLURM job (so a requeue finds its first start's
+    file), else this launcher's host and pid (each node's launcher of one job writes its own)."""
+    launch = environ.get("SLURM_JOB_ID") or f"{socket.gethostname()}-{os.getpid()}"
+    return Path(run_dir) / f"{LAUNCH_CONFIG_PREFIX}{launch}.yaml"
+
+
+def launched_config() -> Path | None:
+    """The launch file this rank was started on, if it was started on one."""
+    path = os.environ.get(LAUNCHED_CONFIG_ENV)
+    return Path(path) if path and Path(path).name.startswith(LAUNCH_CONFIG_PREFIX) else None
+
+
+def adopt_launch_config(run_dir: Path, launched: Path | None) -> None:
+    """Rank 0, once the run is under way: this launch's settings become the run's config.yaml, and launch files
+    that earlier launches left (refused or failed ones) go; a newer one belongs to a launch still starting."""
+    if launched is None or not launched.exists():
+        return
+    since = launched.stat().st_mtime
+    launched.replace(Path(run_dir) / CONFIG_FILE)
+    for stale in Path(run_dir).glob(f"{LAUNCH_CONFIG_PREFIX}*.yaml"):
+        try:
+            if stale.stat().st_mtime <= since:
+                stale.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def start_over_applies(launched: Path | None, init_model: bool, restarts: int) -> bool:
     """Whether --init-model applies to this start of a job that may be a restart of it (a torchrun --max-restarts
     restart, a SLURM requeue; `restarts` counts them). Always on the first start; on a restart only while the start
-    it repeats has not yet replaced the previous run (RUN_DIR/config.next.yaml is still there). Once it has, the
-    restart resumes the new run's checkpoints rather than delete them (--overwrite) or refuse them."""
-    return init_model and (restarts == 0 or (Path(run_dir) / NEXT_CONFIG_FILE).exists())
+    it repeats has not yet replaced the previous run (its launch file is still there). Once it has, the restart
+    resumes the new run's checkpoints rather than delete them (--overwrite) or refuse them."""
+    return init_model and (restarts == 0 or (launched is not None and launched.exists()))
 
 
 def check_fresh_start(root: Path, init_model: bool, overwrite: bool) -> None:

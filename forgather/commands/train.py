@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE, check_fresh_start, start_over_applies
+from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_applies
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError
 from ..launch import add_launch_arguments, execute, plan_launch
@@ -90,7 +90,7 @@ def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
     """A requeued SLURM job (SLURM_RESTART_COUNT > 0) starts again with its first start's flags: its --init-model
     applies only while that start had not yet replaced the previous run (start_over_applies); else it resumes."""
     requeues = int(environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    if requeues and config.train.init_model and not start_over_applies(config.run_dir, True, requeues):
+    if requeues and config.train.init_model and not start_over_applies(launch_config_path(config.run_dir, environ), True, requeues):
         config.train.init_model = config.train.overwrite = False
         print(f"forgather: SLURM requeue {requeues}: this job's --init-model already started the run; resuming from "
               "its latest checkpoint", file=sys.stderr)
@@ -102,8 +102,10 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     after_requeue(config, dict(os.environ))
     config_path = config.run_dir / CONFIG_FILE
     existing_run = config_path.is_file()
-    # A start-over keeps the old run's config.yaml until the new run has replaced the old one (NEXT_CONFIG_FILE).
-    launch_path = config_path.with_name(NEXT_CONFIG_FILE) if existing_run and config.train.init_model else config_path
+    # The ranks read a file of this launch's own; rank 0 makes it the run's config.yaml once the run is under way.
+    # (A dry run of a new run writes config.yaml itself, so that the command it prints can be run as it is.)
+    fresh_dry_run = args.dry_run and not existing_run
+    launch_path = config_path if fresh_dry_run else launch_config_path(config.run_dir, dict(os.environ))
     plan = plan_launch(args, launch_path)
     preflight(args, config.run_dir)
     probe(config.run_dir)  # another job writes here: stop before touching its config
@@ -123,10 +125,8 @@ def run(args: argparse.Namespace, composed: Any) -> int:
             print(f"# warning: {problem}")
         # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
         if existing_run:
-            print(f"# dry run: the run's {config_path} is left as it is")
-            if launch_path != config_path:  # never run this start-over on settings a failed one left there
-                print(f"# the command reads {launch_path}, which only `forgather train` without --dry-run writes "
-                      "(with this start-over's settings)")
+            print(f"# dry run: the run's {config_path} is left as it is; the command reads {launch_path}, which "
+                  "only `forgather train` without --dry-run writes (with this launch's settings)")
         else:
             write_config(config, launch_path)
             print(f"# resolved config written to {launch_path}")
@@ -135,7 +135,5 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         print(plan.shell())
         return 0
     write_config(config, launch_path)
-    if launch_path == config_path:  # a start-over that failed earlier left its config: not this run's
-        config_path.with_name(NEXT_CONFIG_FILE).unlink(missing_ok=True)
     print(f"forgather: {plan.shell()}", file=sys.stderr)
     return execute(plan)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint.layout import start_over_applies
+from ..checkpoint.layout import launched_config, start_over_applies
 from ..config import RunConfig
 from ..console import phase
 from ..data.shards import check_world_size
@@ -188,7 +188,7 @@ def after_elastic_restart(config: RunConfig, info: DistInfo) -> None:
     if restarts == 0 or not config.train.init_model:
         return
     # Rank 0 looks and tells the others: every rank must take the same path, whatever its node's view of the files.
-    if sync.from_rank0(lambda: start_over_applies(config.run_dir, True, restarts)):
+    if sync.from_rank0(lambda: start_over_applies(launched_config(), True, restarts)):
         if info.is_main:
             print(f"forgather: worker restart {restarts} after a failure: starting over again (the failed attempt "
                   "had not yet replaced the previous run)", flush=True)

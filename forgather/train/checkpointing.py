@@ -16,7 +16,7 @@ from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist import sync
 from ..checkpoint.background import BackgroundWriter
-from ..checkpoint.layout import CONFIG_FILE, NEXT_CONFIG_FILE
+from ..checkpoint.layout import adopt_launch_config, launched_config
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError
 from ..models.hf import TokenIds, hf_named, write_hf_config, write_hf_weights
@@ -86,10 +86,7 @@ class RunCheckpointer:
         if self.config.train.init_model and self.info.is_main:
             if checkpoint.has_checkpoints(self.root):
                 shutil.rmtree(self.root)
-            # The new run's settings become the run's (after the old checkpoints went: never beside them).
-            launched = self.config.run_dir / NEXT_CONFIG_FILE
-            if launched.exists():
-                launched.replace(self.config.run_dir / CONFIG_FILE)
+            adopt_launch_config(self.config.run_dir, launched_config())  # after the old checkpoints went: the new settings never sit beside them
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for name in ("runs", "exports"):
                 self._archive(self.config.run_dir / name, f"{name}-{stamp}")

@@ -20,6 +20,7 @@ from ..config import RunConfig
 from ..console import phase
 from ..errors import CheckpointError, ConfigError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
+from ..checkpoint.layout import adopt_launch_config, launched_config
 from ..dist.setup import DistInfo, report_stopped, use_step_timeout
 from ..lifeline import stop_requested_early
 from .agreement import StepAgreement
@@ -190,6 +191,8 @@ class Trainer:
         self._first_step = self.state.step
         if self._first_step and self._first_step >= self.total_steps:  # resumed at or past its budget
             return self._nothing_to_train()
+        if self.info.is_main:  # under way: this launch's settings become the run's (a refused one never did)
+            adopt_launch_config(self.config.run_dir, launched_config())
         self.progress = Progress(self.state.step, self.total_steps, self.tokens_per_step)
         while self.state.step < self.total_steps:
             agreed = self.agreement.exchange(stop=self.stop_requested, save_failed=self._save_failed(),

@@ -220,15 +220,66 @@ def test_flags_that_cannot_apply_to_a_run_are_one_line_before_torchrun(project):
     assert "forgather.run" not in model.stdout + data.stdout  # no rank was started
 
 
+def _launch_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("config.launch-*.yaml"))
+
+
+def test_a_resume_refused_by_its_ranks_leaves_the_runs_settings_as_they_were(project):
+    train(project, "--init-model", "--max-steps", "4")
+    settings = (project / "output" / "config.yaml").read_bytes()
+    refused = train(project, "--max-steps", "3", "--lr", "0.5", check=False)  # behind the run: the rank refuses
+    assert refused.returncode == 2 and "past the 3 steps" in refused.stderr.strip().splitlines()[-1]
+    assert (project / "output" / "config.yaml").read_bytes() == settings  # it wrote max_steps 3 and lr 0.5 there
+    resumed = train(project, "--max-steps", "5")
+    assert "training steps 4→5" in resumed.stdout and "learning_rate: 0.5" not in resumed.stdout
+
+
+HOLD_THE_RANKS = """
+import os, time
+import forgather.config as config
+
+_read = config.read_config
+
+def held_read(path):  # a rank (torchrun sets LOCAL_RANK) waits before it reads its config
+    gate = os.environ.get("TEST_RANKS_WAIT_FOR")
+    if gate and "LOCAL_RANK" in os.environ:
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+    if os.environ.get("TEST_RANKS_FAIL") and "LOCAL_RANK" in os.environ:
+        os._exit(9)
+    return _read(path)
+
+config.read_config = held_read
+"""
+
+
+def test_two_launches_at_once_never_train_each_others_settings(project, tmp_path):
+    train(project, "--init-model", "--max-steps", "2")
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(HOLD_THE_RANKS)
+    gate = tmp_path / "gate"
+    path = f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    first = Training(project, "--max-steps", "3", env={"PYTHONPATH": path, "TEST_RANKS_WAIT_FOR": str(gate)})
+    first.wait_for(r"^forgather: .*forgather\.agent")  # launched: its ranks wait before they read their config
+    # A second launch writes its settings while the first one's ranks are starting (its own ranks then fail).
+    second = Training(project, "--max-steps", "3", "--lr", "0.5", env={"PYTHONPATH": path, "TEST_RANKS_FAIL": "1"})
+    assert second.finish() != 0
+    gate.touch()
+    assert first.finish() == 0, first.output[-3000:]
+    assert "learning_rate: 0.5" not in (project / "output" / "config.yaml").read_text()
+    assert "lr 5.000e-01" not in first.output  # it trained on the first launch's settings
+
+
 def test_a_dry_run_changes_nothing_in_an_existing_run(project):
     train(project, "--init-model", "--max-steps", "2")
     before = (project / "output" / "config.yaml").read_bytes()
     dry = train(project, "--dry-run", "--lr", "5", "--batch-size", "7")
     assert "left as it is" in dry.stdout
     over = train(project, "--dry-run", "--init-model", "--overwrite", "--lr", "5")  # a start-over's command
-    assert "config.next.yaml, which only `forgather train` without --dry-run writes" in over.stdout
+    assert "which only `forgather train` without --dry-run writes" in over.stdout
     assert (project / "output" / "config.yaml").read_bytes() == before
-    assert not (project / "output" / "config.next.yaml").exists()
+    assert not _launch_files(project / "output")
 
 
 def test_starting_over_archives_the_old_runs_logs(project):
@@ -259,7 +310,7 @@ def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
     assert (out / "config.yaml").read_bytes() == settings  # the refused start's settings are not the run's
     resumed = train(project, "--max-steps", "6", nproc=2)  # reads the old run's data, not the empty file
     assert "resuming from" in resumed.stdout and sorted(losses(project)) == [1, 2, 3, 4, 5, 6]
-    assert not (out / "config.next.yaml").exists()
+    assert not _launch_files(out)  # the failed start's file went when the resume's settings became the run's
 
 
 FAIL_BEFORE_REPLACING = """
@@ -286,7 +337,7 @@ def test_a_restarted_start_over_starts_over_when_the_first_attempt_failed_before
     out = project / "output"  # the restart was the start-over, not a resume of the run it replaces
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002"]
     assert sorted(losses(project)) == [1, 2] and len(list((out / "archive").glob("runs-*"))) == 1
-    assert "learning_rate: 0.002" in (out / "config.yaml").read_text() and not (out / "config.next.yaml").exists()
+    assert "learning_rate: 0.002" in (out / "config.yaml").read_text() and not _launch_files(out)
 
 
 FULL_DISK = """
