@@ -1,10 +1,33 @@
 """Errors a user can cause; the CLI prints them as one line and exits non-zero."""
 
+import re
+
+# Values this process read from the environment for a config (`${env:NAME}`), each with that form. A message shows
+# the form, never the value: a token or password stays in the environment even when it is the wrong type or path.
+_FROM_ENVIRONMENT: dict[str, str] = {}
+_SHORTEST_HIDDEN = 4  # shorter values are no secret, and hiding them would garble numbers in every message
+
+
+def keep_out_of_messages(value: str, form: str) -> None:
+    """Register a value read from the environment: UserError messages show `form` in its place."""
+    if len(value) >= _SHORTEST_HIDDEN:
+        _FROM_ENVIRONMENT[value] = form
+
+
+def without_environment_values(text: str) -> str:
+    """text with each registered environment value replaced by its `${env:NAME}` form."""
+    for value in sorted(_FROM_ENVIRONMENT, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w.]){re.escape(value)}(?!\w)", lambda _m, v=value: _FROM_ENVIRONMENT[v], text)
+    return text
+
 
 class UserError(Exception):
     """A mistake in input, config or invocation that the user can fix; message says where and how."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return without_environment_values(super().__str__())
 
 
 class ConfigError(UserError):

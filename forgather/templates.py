@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, keep_out_of_messages
 from .yamlio import Origins, join_key, load_yaml, parse_yaml
 
 _REFERENCE = re.compile(r"\$\{([^${}]+)\}")
@@ -131,14 +131,19 @@ def interpolate(tree: dict, origins: Origins, env_forms: dict[str, Any] | None =
     resolving: list[str] = []
     forms = {} if env_forms is None else env_forms
 
-    def resolve_value(value: Any, path: str) -> tuple[Any, Any]:
-        """(value, its environment-free form or None when it does not depend on the environment)."""
+    def resolve_value(value: Any, path: str, record: bool = True) -> tuple[Any, Any]:
+        """(value, its environment-free form or None when it does not depend on the environment). A form is
+        recorded under a dotted key path; inside a list (data.sources) the list's whole form is recorded instead,
+        as a dotted path cannot address an item."""
         if isinstance(value, dict):
-            return {k: resolve_value(v, join_key(path, str(k)))[0] for k, v in value.items()}, None
+            items = {k: resolve_value(v, join_key(path, str(k)), record) for k, v in value.items()}
+            kept = None if all(k is None for _, k in items.values()) else {
+                key: v if k is None else k for key, (v, k) in items.items()}
+            return {key: v for key, (v, _) in items.items()}, kept
         if isinstance(value, list):
-            items = [resolve_value(v, path) for v in value]
+            items = [resolve_value(v, path, record=False) for v in value]
             kept = None if all(k is None for _, k in items) else [v if k is None else k for v, k in items]
-            if kept is not None:
+            if kept is not None and record:
                 forms[path] = kept
             return [v for v, _ in items], kept
         if not isinstance(value, str) or "${" not in value:
@@ -151,7 +156,7 @@ def interpolate(tree: dict, origins: Origins, env_forms: dict[str, Any] | None =
             resolved = _substitute(value, [str(v) for v, _ in pieces])
             kept = None if all(k is None for _, k in pieces) else _substitute(
                 value, [str(v) if k is None else str(k) for v, k in pieces])
-        if kept is not None:
+        if kept is not None and record:
             forms[path] = kept
         return resolved, kept
 
@@ -186,6 +191,7 @@ def env_value(reference: str, where: str) -> Any:
     name, has_default, default = reference[4:].partition(",")
     name = name.strip()
     if name in os.environ:
+        keep_out_of_messages(os.environ[name], f"${{env:{name}}}")
         return env_scalar(os.environ[name])
     if has_default:
         return env_scalar(default.strip())
@@ -196,6 +202,8 @@ def expand_env(value: Any, where: str) -> Any:
     """Fill `${env:...}` references back in (a saved environment-free form, read by a rank)."""
     if isinstance(value, list):
         return [expand_env(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v, where) for k, v in value.items()}
     if not isinstance(value, str) or "${env:" not in value:
         return value
     whole = _REFERENCE.fullmatch(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ Origins = dict[str, str]
 # expands 400 bytes into billions of values) before anything walks, merges or interpolates it.
 MAX_TEXT_BYTES = 4 << 20
 MAX_VALUES = 100_000
+MAX_DEPTH = 64  # nesting levels; deeper input is an attack or a mistake, and every reader of a tree recurses
 
 
 def join_key(prefix: str, key: str) -> str:
@@ -48,9 +50,18 @@ def _walk(node: yaml.Node, value: Any, prefix: str, where: str, origins: Origins
 def _typed_key(text: str) -> Any:
     # YAML may have constructed a non-string key (e.g. 1 or true); look it up by its typed form.
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading exponent numbers without a dot (1e-3, 5e5) as floats, as YAML 1.2 and every user
+    do: PyYAML's YAML 1.1 rules kept them strings, so `rope_theta: 5e5` was the text '5e5' in an untyped section."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def _expanded_size(node: yaml.Node, where: str) -> int:
@@ -58,7 +69,10 @@ def _expanded_size(node: yaml.Node, where: str) -> int:
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
-    def size(n: yaml.Node) -> int:
+    def size(n: yaml.Node, depth: int = 0) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where}:{n.start_mark.line + 1}: YAML nests deeper than {MAX_DEPTH} levels; a config "
+                              "is far shallower: flatten it")
         if id(n) in sizes:
             return sizes[id(n)]
         if id(n) in active:
@@ -66,9 +80,9 @@ def _expanded_size(node: yaml.Node, where: str) -> int:
                               "recursive")
         active.add(id(n))
         if isinstance(n, yaml.MappingNode):
-            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
         elif isinstance(n, yaml.SequenceNode):
-            total = 1 + sum(size(v) for v in n.value)
+            total = 1 + sum(size(v, depth + 1) for v in n.value)
         else:
             total = 1
         active.discard(id(n))
@@ -89,7 +103,7 @@ def _check_text_size(text: str, where: str) -> None:
 def _compose_and_construct(text: str, where: str) -> tuple[yaml.Node | None, Any]:
     """The node tree (aliases bounded before anything is built) and the constructed value of one document."""
     _check_text_size(text, where)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -102,6 +116,9 @@ def _compose_and_construct(text: str, where: str) -> tuple[yaml.Node | None, Any
         raise ConfigError(f"{where}{line}: malformed YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: malformed YAML: {exc}") from None
+    except RecursionError:  # the parser itself recurses per level, before the depth check sees the tree
+        raise ConfigError(f"{where}: YAML nests deeper than {MAX_DEPTH} levels; a config is far shallower: "
+                          "flatten it") from None
     finally:
         loader.dispose()
     return node, data

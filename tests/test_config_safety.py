@@ -72,3 +72,37 @@ def _error(fn):
     except Exception as exc:  # noqa: BLE001
         return exc
     raise AssertionError("no error")
+
+
+def test_an_environment_value_inside_a_list_item_resolves_and_stays_out_of_files(tiny_project, monkeypatch):
+    text = (tiny_project / "project.yaml").read_text()
+    (tiny_project / "project.yaml").write_text(
+        text.replace("{name: docs, path: ../corpus/docs.jsonl}", '{name: docs, path: "${env:FG_CORPUS,..}/corpus/docs.jsonl"}'))
+    monkeypatch.setenv("FG_CORPUS", "..")  # a data.sources item: config show, train and dry runs crashed (TypeError)
+    shown = forgather("config", "show", cwd=tiny_project)
+    assert shown.returncode == 0, shown.stderr
+    assert "path: ${env:FG_CORPUS,..}/corpus/docs.jsonl" in shown.stdout
+    dry = forgather("train", "--dry-run", "--no-accelerator", cwd=tiny_project)
+    assert dry.returncode == 0, dry.stderr
+    config = read_config(tiny_project / "output" / "config.yaml")  # a rank fills the item back in
+    assert config.data["sources"] == [{"name": "docs", "path": "../corpus/docs.jsonl"}]
+
+
+def test_an_environment_value_is_never_shown_in_an_error(tiny_project, monkeypatch):
+    set_in_project(tiny_project, "train", "learning_rate: ${env:FG_LR,1.0e-3}")
+    monkeypatch.setenv("FG_LR", "supersecret123")  # wrong type: the message quoted the value
+    line = one_line_error(forgather("config", "show", cwd=tiny_project))
+    assert "supersecret123" not in line and "expected float, got '${env:FG_LR}'" in line
+    text = (tiny_project / "project.yaml").read_text()
+    (tiny_project / "project.yaml").write_text(
+        text.replace("path: ../corpus/docs.jsonl", 'path: "${env:FG_BUCKET}/docs.jsonl"'))
+    monkeypatch.setenv("FG_LR", "1e-3")
+    monkeypatch.setenv("FG_BUCKET", "/private-bucket-7")  # a path that does not exist: the message quoted it
+    line = one_line_error(forgather("data", "show", cwd=tiny_project))
+    assert "private-bucket-7" not in line and "${env:FG_BUCKET}/docs.jsonl" in line
+
+
+def test_deeply_nested_yaml_is_one_line(tiny_project):
+    (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text()
+                                              + "x: " + "[" * 1000 + "]" * 1000 + "\n")  # 2 KB: a RecursionError
+    assert "YAML nests deeper than 64 levels" in one_line_error(forgather("config", "show", cwd=tiny_project))

@@ -100,3 +100,12 @@ def test_interpolation_of_missing_key_names_origin_and_suggests():
 def test_interpolation_cycle_is_an_error():
     with pytest.raises(ConfigError, match="interpolation cycle"):
         interpolate({"a": "${b}", "b": "${a}"}, {})
+
+
+def test_exponent_numbers_without_a_dot_are_numbers():
+    from forgather.yamlio import parse_yaml
+
+    # YAML 1.1 kept these strings: `--set model.arch.rope_theta=5e5` was the text '5e5', and a resume that
+    # gave 500000.0 was refused as a model change.
+    assert parse_yaml("a: 5e5\nb: 1e-3\nc: -2E+2\nd: 1.5B\ne: e5\nf: 1_000", "x") == {
+        "a": 500000.0, "b": 0.001, "c": -200.0, "d": "1.5B", "e": "e5", "f": 1000}

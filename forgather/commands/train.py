@@ -9,7 +9,7 @@ from typing import Any
 
 from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_applies
 from ..config import RunConfig, write_config
-from ..errors import DataError, UserError
+from ..errors import DataError, UserError, without_environment_values
 from ..launch import add_launch_arguments, execute, plan_launch
 from ..preflight import launch_problems, preflight
 from ..run_lock import probe
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         problems.append(str(exc))
     if args.dry_run:
         for problem in problems:  # the command may be meant for another machine: say, don't refuse
-            print(f"# warning: {problem}")
+            print(f"# warning: {without_environment_values(problem)}")
         # A dry run runs nothing and changes nothing: an existing run's config.yaml stays as it is.
         if existing_run:
             print(f"# dry run: the run's {config_path} is left as it is; the command reads {launch_path}, which "
