@@ -128,6 +128,31 @@ def _format(key: str, value: float) -> str:
     return f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
 
 
+ABANDONED_FILE = "metrics.abandoned.jsonl"
+
+
+def set_aside_records_after(path: Path, step: int) -> int:
+    """Move the records of steps after `step` from a metrics.jsonl to ABANDONED_FILE beside it; how many moved."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except FileNotFoundError:
+        return 0
+    kept, later = [], []
+    for line in lines:
+        try:
+            past = int(json.loads(line)["step"]) > step
+        except (ValueError, KeyError, TypeError):
+            past = True  # a line cut short by a kill: the next record must not be appended to it
+        (later if past else kept).append(line if line.endswith("\n") else line + "\n")
+    if later:
+        with open(path.with_name(ABANDONED_FILE), "a", encoding="utf-8") as aside:
+            aside.writelines(later)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(path)
+    return len(later)
+
+
 class MetricsSink:
     """Rank 0's output: a console line (or tqdm bar on a TTY) and TensorBoard scalars under runs/."""
 
@@ -143,7 +168,14 @@ class MetricsSink:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        # A resume retrains the steps after its checkpoint: what an earlier attempt logged for them (it was
+        # killed before its next save) is not this run's history. TensorBoard hides it (purge_step), and
+        # metrics.jsonl keeps it aside in metrics.abandoned.jsonl.
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start_step + 1)
+        abandoned = set_aside_records_after(log_dir / "metrics.jsonl", start_step)
+        if abandoned:
+            print(f"forgather: metrics of {abandoned} log step(s) after step {start_step}, from training since lost, "
+                  f"moved to {log_dir / ABANDONED_FILE}", flush=True)
         # Exact values for scripts and tests (the console rounds, TensorBoard stores float32).
         self.jsonl = open(log_dir / "metrics.jsonl", "a", encoding="utf-8")
         if sys.stderr.isatty():

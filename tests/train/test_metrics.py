@@ -44,3 +44,28 @@ def test_eval_and_save_time_is_left_out_of_throughput_and_mfu():
 ])
 def test_peak_flops_matches_whole_model_names(name, flops):
     assert peak_flops_for_name(name) == flops
+
+
+def test_a_resume_sets_aside_what_lost_training_logged_after_its_checkpoint(tmp_path):
+    import json
+
+    from forgather.commands.logs import read_metrics, summarise
+    from forgather.train.metrics import ABANDONED_FILE, MetricsSink
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # Logged up to step 80 by a run killed after its step-50 save, its last line cut short by the kill.
+    records = [json.dumps({"step": s, "loss": 9.0 - s / 100, "tokens": 512 * s}) for s in range(10, 90, 10)]
+    (runs / "metrics.jsonl").write_text("\n".join(records) + '\n{"step": 9')
+    sink = MetricsSink(runs, total_steps=60, start_step=50, enabled=True)
+    sink.log(60, {"loss": 1.5, "tokens": 30720})
+    sink.close()
+    summary = summarise(read_metrics(runs / "metrics.jsonl"), runs)  # `logs summary` said steps 80, loss 8.2
+    assert summary["steps"] == 60 and summary["final_loss"] == 1.5 and summary["tokens"] == 30720
+    aside = [json.loads(line)["step"] for line in (runs / ABANDONED_FILE).read_text().splitlines()[:3]]
+    assert aside == [60, 70, 80]
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    events = [e for path in runs.glob("events.*") for e in EventFileLoader(str(path)).Load()]
+    restarts = [e.step for e in events if e.HasField("session_log") and e.session_log.status == e.session_log.START]
+    assert restarts == [51]  # TensorBoard hides what earlier event files hold from step 51 on
