@@ -57,5 +57,17 @@ def save_rng(path: Path) -> None:
 
 
 def load_rng(path: Path) -> dict[str, Any]:
-    """Read an RNG state written by save_rng (weights_only: never unpickles code)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read an RNG state written by save_rng (weights_only: never unpickles code); CheckpointError for a file
+    that holds anything else (torch's own message goes on to suggest weights_only=False, which must never be)."""
+    import pickle
+
+    from ..errors import CheckpointError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        kind = "holds objects other than tensors and numbers" if isinstance(exc, pickle.UnpicklingError) else \
+            "is not a readable RNG state"
+        raise CheckpointError(f"{path} {kind}, so nothing in it was loaded (a checkpoint never needs code to "
+                              f"load); move {path.parent.parent.name} out of the checkpoints to resume from the one "
+                              "before it") from None

@@ -198,6 +198,9 @@ SHAPE_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "inter
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 
 
+LARGEST_PARAM_COUNT = 1e13
+
+
 def parse_param_count(text: str | int) -> int:
     """124M, 1.5B, 30000000, 30_000_000 or 3e7 as an int; ValueError for anything else."""
     if isinstance(text, int) and not isinstance(text, bool):
@@ -208,7 +211,10 @@ def parse_param_count(text: str | int) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d*)?(?:e\d+)?)([kmbgt]?)", cleaned, flags=re.IGNORECASE)
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a parameter count; write e.g. 124M, 1.5B or 30000000")
-    return round(float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()])
+    count = float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()]
+    if count > LARGEST_PARAM_COUNT:  # 1e400 is infinite, 1e30 no machine holds: both a typo
+        raise ValueError(f"{text!r} is past {LARGEST_PARAM_COUNT:.0e} parameters; write e.g. 124M, 1.5B or 70B")
+    return round(count)
 
 
 def shape_for_target_params(

@@ -148,3 +148,26 @@ def test_a_crafted_pickle_in_a_checkpoint_is_never_unpickled(tmp_path):
     load_checkpoint(path, fresh, adamw(fresh))
     assert not marker.exists()
     assert_same_model(model.state_dict(), fresh)
+
+
+def test_a_crafted_rng_file_is_one_line_naming_it_and_never_unpickled(tmp_path):
+    from forgather.checkpoint.layout import rng_file
+    from forgather.checkpoint.manifest import write_manifest
+
+    model = tiny_model()
+    path = save(tmp_path, 100, model, adamw(model))
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"python": Exploit()}, path / rng_file(0))
+    (path / "manifest.json").unlink()
+    write_manifest(path, 100, world_size=1, optimizer_format="full")  # hashes that match the crafted file
+    fresh = tiny_model(seed=3)
+    with pytest.raises(CheckpointError) as caught:  # it was torch's UnpicklingError, advising weights_only=False
+        load_checkpoint(path, fresh, adamw(fresh))
+    message = str(caught.value)
+    assert "rank-0.pt holds objects other than tensors and numbers" in message and "weights_only" not in message
+    assert not marker.exists()

@@ -151,3 +151,12 @@ def test_model_yaml_sizes_are_honest(path):
     named = float(path.stem.removesuffix("M")) * 1e6
     total, _ = parameter_counts(spec)
     assert abs(total - named) <= 0.05 * named, f"{path.name}: {total:,} params"
+
+
+@pytest.mark.parametrize("text", ["1e400", "1e30"])
+def test_a_parameter_count_past_any_machine_is_refused_not_an_overflow(text):
+    from forgather.models.spec import parse_param_count
+
+    with pytest.raises(ValueError, match="past 1e\\+13 parameters"):  # 1e400 raised OverflowError (a traceback)
+        parse_param_count(text)
+    assert parse_param_count("70B") == 70_000_000_000
