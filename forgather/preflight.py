@@ -40,6 +40,27 @@ def check_writable(run_dir: Path) -> None:
                         "directory you can write to") from None
 
 
+# Keys every run config has: a config.yaml without them in the run dir is someone else's file, that a run would replace.
+RUN_CONFIG_KEYS = ("output_dir", "model", "data", "train", "checkpoint")
+
+
+def check_run_dir_is_a_run(run_dir: Path) -> None:
+    """UserError when RUN_DIR/config.yaml exists but is not a forgather run's config (a run makes it its own)."""
+    from .checkpoint.layout import CONFIG_FILE
+    from .yamlio import parse_yaml
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        tree = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (UserError, OSError, UnicodeDecodeError):
+        tree = None
+    if not isinstance(tree, dict) or not all(key in tree for key in RUN_CONFIG_KEYS):
+        raise UserError(f"{path} is not the config of a forgather run, and a run there would replace it; point "
+                        "--output-dir at a new directory or at a forgather run's")
+
+
 def _is_local(host: str) -> bool:
     if host in LOCAL_HOSTS or host == socket.gethostname():
         return True
@@ -106,6 +127,7 @@ def check_rendezvous_endpoint(endpoint: str) -> None:
 def preflight(args: argparse.Namespace, run_dir: Path) -> None:
     """Every check that can run before torchrun, for `forgather train`'s parsed launcher flags."""
     check_writable(run_dir)
+    check_run_dir_is_a_run(run_dir)
     if args.dry_run:
         return
     if args.master_port is not None and (args.node_rank in (None, 0)):
@@ -150,7 +172,22 @@ def launch_problems(config: RunConfig, args: argparse.Namespace, origins: Origin
         problems.append(f"--init-model with an elastic --nnodes {args.nnodes}: a node joining later would start the "
                         f"run over again; start it on a fixed number of nodes (--nnodes {high}), then resume with "
                         f"--nnodes {args.nnodes}")
-    return problems + data_source_problems(config)
+    return problems + init_from_problems(config) + data_source_problems(config)
+
+
+def init_from_problems(config: RunConfig) -> list[str]:
+    """train.init_from weights that would not fit the model (a rank found that out only after torchrun started)."""
+    if not config.train.init_from:
+        return []
+    from .models.hf_config import init_from_problem
+    from .models.spec import ModelSpec
+
+    try:
+        problem = init_from_problem(ModelSpec.from_dict(config.model.arch, source="model.arch"),
+                                    config.path(config.train.init_from))
+    except UserError as exc:
+        problem = str(exc)
+    return [problem] if problem else []
 
 
 def data_source_problems(config: RunConfig) -> list[str]:

@@ -62,3 +62,32 @@ def test_more_ranks_than_gpus(tiny_project):
 def test_attention_that_cannot_train_on_the_device_it_gets(tiny_project, argv, gpus, attention, precision, fragment):
     [problem] = problems(tiny_project, *argv, gpus=gpus, attention=attention, precision=precision)
     assert fragment in problem and "model.attn_implementation=flex_attention" in problem
+
+
+def test_a_run_dir_holding_someone_elses_config_yaml_is_refused_untouched(tiny_project, tmp_path):
+    from .commands import forgather, one_line_error
+
+    theirs = tmp_path / "experiments"
+    theirs.mkdir()
+    (theirs / "config.yaml").write_text("foo: 1\nlr: 3\n")  # a run replaced it, exit 0, nothing said
+    for dry in ([], ["--dry-run"]):
+        line = one_line_error(forgather("train", "--no-accelerator", "--output-dir", str(theirs), *dry,
+                                        cwd=tiny_project))
+        assert "config.yaml is not the config of a forgather run" in line
+    assert (theirs / "config.yaml").read_text() == "foo: 1\nlr: 3\n"
+
+
+def test_init_from_weights_that_do_not_fit_the_model_are_refused_before_launch(tiny_project, tmp_path):
+    import json
+
+    from .commands import forgather, one_line_error
+
+    weights = tmp_path / "pretrained"
+    weights.mkdir()
+    (weights / "config.json").write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 300, "hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "intermediate_size": 128, "max_position_embeddings": 64}))
+    result = forgather("train", "--no-accelerator", "--set", f"train.init_from={weights}", cwd=tiny_project)
+    line = one_line_error(result)
+    assert "the weights do not fit model.arch (" in line and "hidden_size: weights 96" in line
+    assert "forgather.run" not in result.stdout + result.stderr  # no rank was started to find it out

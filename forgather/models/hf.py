@@ -25,10 +25,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from forgather.errors import ModelError
+from forgather.models.hf_config import DEEPONE_MODEL_TYPE, spec_from_hf_config  # noqa: F401 (re-exported)
 from forgather.models.spec import ModelSpec
 
 _HF_ARCH = {"llama": ("llama", "LlamaForCausalLM"), "qwen3": ("qwen3", "Qwen3ForCausalLM")}
-DEEPONE_MODEL_TYPE = "forgather_deepone"
 
 
 def to_hf_key(key: str) -> str:
@@ -177,56 +177,6 @@ def save_pretrained_hf(model_or_state_dict: nn.Module | dict[str, torch.Tensor],
     dtype = write_hf_weights(hf_named(state, spec), out, max_shard_bytes)
     write_hf_config(spec, out, dtype, ids)
     return out
-
-
-def spec_from_hf_config(config: dict[str, Any], source: str = "config.json") -> ModelSpec:
-    """ModelSpec for an HF Llama/Qwen3 config dict (or our DeepOne config); ModelError on anything else."""
-    model_type = config.get("model_type")
-    if model_type == DEEPONE_MODEL_TYPE:
-        return ModelSpec.from_dict(config["forgather_spec"], source=source)
-    if model_type not in ("llama", "qwen3"):
-        raise ModelError(
-            f"{source}: model_type={model_type!r} is not supported; forgather loads llama, qwen3 "
-            f"and {DEEPONE_MODEL_TYPE}"
-        )
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    unsupported = {
-        "hidden_act": config.get("hidden_act", "silu") != "silu",
-        "attention_bias": bool(config.get("attention_bias", False)),
-        "mlp_bias": bool(config.get("mlp_bias", False)),
-        "rope_type": rope_type != "default",
-        "use_sliding_window": bool(config.get("use_sliding_window", False)),
-    }
-    for field, bad in unsupported.items():
-        if bad:
-            value = rope_type if field == "rope_type" else config.get(field)
-            raise ModelError(f"{source}: {field}={value!r} is not supported by the forgather model")
-    heads = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or None
-    if head_dim is not None and head_dim * heads == config["hidden_size"]:
-        head_dim = None  # the default; keeps specs from our own configs equal on a round trip
-    theta = rope.get("rope_theta", config.get("rope_theta", 10000.0 if model_type == "llama" else 1e6))
-    spec = ModelSpec(
-        architecture=model_type,
-        vocab_size=config["vocab_size"],
-        hidden_size=config["hidden_size"],
-        num_layers=config["num_hidden_layers"],
-        num_heads=heads,
-        num_kv_heads=config.get("num_key_value_heads") or heads,
-        head_dim=head_dim,
-        intermediate_size=config["intermediate_size"],
-        rope_theta=float(theta),
-        rms_norm_eps=config.get("rms_norm_eps", 1e-6),
-        tie_embeddings=bool(config.get("tie_word_embeddings", model_type == "qwen3")),
-        qk_norm=model_type == "qwen3",
-        max_position_embeddings=config.get("max_position_embeddings", 2048),
-        init_std=config.get("initializer_range", 0.02),
-    )
-    try:
-        return spec.validate()
-    except ModelError as e:
-        raise ModelError(f"{source}: {e}") from None
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -119,20 +119,11 @@ def keep_checkpoint_tokenizer(spec: DataSpec, saved: Path | None, allow_change: 
 
 def load_initial_weights(model: nn.Module, spec: ModelSpec, directory: Path) -> None:
     """Start from pretrained HF weights (a resumed checkpoint still takes precedence)."""
-    import json
+    from ..models.hf_config import init_from_problem
 
-    from ..models.hf import spec_from_hf_config
-
-    config_file = Path(directory) / "config.json"
-    if not config_file.is_file():
-        raise ModelError(f"train.init_from {directory}: no config.json there; point it at an HF model directory")
-    loaded_spec = spec_from_hf_config(json.loads(config_file.read_text(encoding="utf-8")), str(config_file))
-    mismatched = {k: (v, getattr(spec, k)) for k, v in loaded_spec.to_dict().items()
-                  if k not in ("max_position_embeddings", "init_std") and getattr(spec, k) != v}
-    if mismatched:
-        fields = ", ".join(f"{k}: weights {a!r} vs config {b!r}" for k, (a, b) in sorted(mismatched.items()))
-        raise ModelError(f"train.init_from {directory}: the weights do not fit model.arch ({fields}); point "
-                         "model.project/model.config at the imported model project")
+    problem = init_from_problem(spec, directory)  # the launcher checked too, unless the directory changed since
+    if problem:
+        raise ModelError(problem)
     from ..checkpoint.load import load_weights
 
     load_weights(directory, model)  # this rank's rows only (its shard under FSDP2)
