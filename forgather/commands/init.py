@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -96,7 +97,7 @@ def register(subparsers: Any, composed: Any) -> None:
     parser.add_argument("--model", default="llama", help="a bundled model project or a directory (default: llama)")
     parser.add_argument("--model-config", default="4M", help="the model size inside it (default: 4M)")
     parser.add_argument("--vocab-size", type=positive_int, default=8192, help="tokenizer vocabulary (default: 8192)")
-    parser.add_argument("--block-size", type=positive_int, default=512, help="tokens per block (default: 512)")
+    parser.add_argument("--block-size", "--max-length", "--max_length", dest="block_size", type=positive_int, default=512, help="tokens per block (default: 512)")
     parser.add_argument("--force", action="store_true",
                         help="write project.yaml and README.md into an existing non-empty DIR (replacing them)")
     parser.set_defaults(handler=run)
@@ -142,6 +143,33 @@ def check_new_project(directory: Path) -> None:
         raise UserError(problems[0])
 
 
+SMALL_DATA_BYTES = 64 << 20  # sources this small are counted, so that the project fits them; larger hold plenty
+
+
+def fitted_to_small_data(directory: Path, text: str) -> str:
+    """project.yaml's text with data.shards and validation_fraction lowered to what few documents allow (a single
+    note is one document: the defaults of 8 shards and a 5% holdout failed the first `forgather train` on it)."""
+    from ..data.sources import count_local_documents
+    from ..data.spec import DataSpec
+    from ..project import PROJECT_FILE, Project, compose_project, resolve
+
+    tree, _ = resolve(compose_project(Project(directory, directory / PROJECT_FILE)))
+    spec = DataSpec.from_dict(tree["data"], base_dir=str(directory))
+    counts = [count_local_documents(source, SMALL_DATA_BYTES) for source in spec.sources]
+    if not counts or any(n is None for n in counts):
+        return text
+    holds_out = spec.validation_fraction > 0 and not spec.validation and any(n >= 2 for n in counts)
+    if spec.validation_fraction > 0 and not spec.validation and not holds_out:
+        text = text.replace("validation_fraction: 0.05     # hold out the last 5% of each source for eval",
+                            "validation_fraction: 0        # no source has the 2 documents a holdout needs")
+    train_docs = sum(n - max(1, math.ceil(n * spec.validation_fraction)) if holds_out and n >= 2 else n
+                     for n in counts)
+    if train_docs < spec.shards:
+        text = text.replace("  block_size:", f"  shards: {max(1, train_docs)}                    # one per training "
+                            "document at most (8 by default)\n  block_size:", 1)
+    return text
+
+
 def _missing_ancestors(directory: Path) -> list[Path]:
     """The directories mkdir(parents=True) would create for `directory`, innermost first."""
     missing = []
@@ -172,6 +200,10 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         written[0].write_text(text, encoding="utf-8")
         written[1].write_text(README.format(name=directory.name), encoding="utf-8")
         check_new_project(directory)
+        fitted = fitted_to_small_data(directory, text)
+        if fitted != text:
+            written[0].write_text(fitted, encoding="utf-8")
+            check_new_project(directory)
     except Exception as exc:  # put back what was there: a refused init leaves nothing of its own behind
         for path in written:
             path.write_bytes(previous[path]) if path in previous else path.unlink(missing_ok=True)

@@ -146,6 +146,29 @@ def split_text_documents(text: str) -> list[str]:
     return docs or [text]
 
 
+def count_local_documents(spec: SourceSpec, byte_limit: int) -> int | None:
+    """The documents a source of local files holds, counted only when its files total at most byte_limit bytes;
+    None for larger ones, URLs, hub ids and the stdlib (they hold plenty, or cannot be counted cheaply)."""
+    located = spec.located()
+    kind = located.resolved_kind()
+    if kind not in ("parquet", "jsonl", "text") or is_url(located.path):
+        return None
+    files = resolve_files(located, kind)
+    if sum(os.path.getsize(f) for f in files) > byte_limit:
+        return None
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        count = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    elif kind == "jsonl":
+        if not all(_one_record_per_line(f) for f in files):
+            return None  # a JSON array: datasets reads it, and a count would need the same parse
+        count = sum(1 for _ in _jsonl_records(files))
+    else:
+        count = sum(len(split_text_documents(decode_utf8(Path(f).read_bytes(), SourceStats()))) for f in files)
+    return min(count, located.max_samples) if located.max_samples else count
+
+
 def _read_text_files(files: list[str], stats: SourceStats) -> pa.ChunkedArray:
     """The documents of text files (TEXT_RULE); invalid UTF-8 is replaced (U+FFFD) and counted, never fatal."""
     docs = []

@@ -120,3 +120,19 @@ def test_an_init_that_fails_unexpectedly_also_leaves_nothing_behind(tmp_path, mo
     with pytest.raises(RuntimeError, match="unexpected"):
         init.run(args, None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_project_on_a_few_documents_fits_its_shards_and_holdout_to_them(tmp_path):
+    words = " ".join(WORDS * 20)
+    (tmp_path / "note.md").write_text(words)  # one document: 8 shards and a 5% holdout failed the first train
+    (tmp_path / "three.md").write_text("\n\n\n\n".join([words] * 3))
+    result = cli("init", "one", "--data", "note.md", "--vocab-size", "300", "--block-size", "64", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr.strip().endswith("TORCH_FREE"), result.stderr
+    data = yaml.safe_load((tmp_path / "one" / "project.yaml").read_text())["data"]
+    assert data["shards"] == 1 and data["validation_fraction"] == 0
+    assert cli("init", "three", "--data", "three.md", cwd=tmp_path).returncode == 0
+    data = yaml.safe_load((tmp_path / "three" / "project.yaml").read_text())["data"]
+    assert data["shards"] == 2 and data["validation_fraction"] == 0.05  # one of the three is held out
+    trained = cli("train", "--init-model", "--no-accelerator", "--max-steps", "1", "--batch-size", "2",
+                  cwd=tmp_path / "one", timeout=300)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
