@@ -183,3 +183,10 @@ def test_commands_without_project_settings_list_only_their_own_flags(tiny_projec
     assert "--batch-size" not in result.stdout and "--set" not in result.stdout and "project flags" not in result.stdout
     train_help = forgather("train", "--help", cwd=tiny_project).stdout
     assert "--batch-size" in train_help and "--set KEY=VALUE" in train_help
+
+
+@pytest.mark.parametrize("command", [["eval"], ["init"], ["model", "show"], ["train"], ["data", "show"]])
+def test_the_block_size_is_max_length_on_every_command(tiny_project, command):
+    # README: "--max-length (or --max_length) on any command"; eval said "unknown option --max-length".
+    shown = forgather(*command, "--help", cwd=tiny_project)
+    assert shown.returncode == 0 and "--max-length" in shown.stdout and "--max_length" in shown.stdout

@@ -71,7 +71,7 @@ def register(subparsers: Any, composed: Any) -> None:
                       help="with --preset or --target-params (default llama)")
     show.add_argument("--vocab-size", type=int, metavar="V", help="override the vocabulary size (default 32000 "
                                                                     "for presets and targets)")
-    show.add_argument("--seq-len", type=int, metavar="T",
+    show.add_argument("--seq-len", "--max-length", "--max_length", dest="seq_len", type=int, metavar="T",
                       help="sequence length for the attention FLOPs (default: the project's data.block_size, "
                            "else max_position_embeddings)")
     show.set_defaults(handler=run)
@@ -117,6 +117,16 @@ def _own_vocab(model: Any, project_dir: Path) -> int | None:
     return vocab if isinstance(vocab, int) else None
 
 
+def _project_here(args: argparse.Namespace, composed: Any) -> Any:
+    """The project `model show` runs in (-p, or found from the current directory), composed; None outside one."""
+    if composed is not None:
+        return composed
+    try:
+        return compose_project(find_project(Path(args.project) if args.project else None, args.config))
+    except UserError:
+        return None
+
+
 def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, str, int, SizeName | None]:
     if composed is None:  # `model` works outside a project, so the CLI does not compose for it
         try:
@@ -129,7 +139,9 @@ def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, s
         composed.tree.setdefault("model", {})["config"] = args.model_config
     config, _ = resolve_config(composed, args)
     model = config.model
-    source = f"project {config.project_dir} (model {model.project} / {model.config})"
+    shaped = (f"preset {model.preset}" if model.preset else
+              f"closest shape to {model.target_params} params" if model.target_params else model.config)
+    source = f"project {config.project_dir} (model {model.project} / {shaped})"
     spec = ModelSpec.from_dict(config.model.arch, source=f"{model.project}/{model.config}")
     named = None
     if model.project and model.config and not (model.preset or model.target_params):
@@ -174,7 +186,12 @@ def resolve_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, st
     arch = args.architecture or "llama"
     vocab = 32000 if args.vocab_size is None else args.vocab_size
     seq_len, named = None, None
-    if args.preset:
+    project = _project_here(args, composed) if (args.preset or args.target_params) and not args.architecture else None
+    if project is not None:  # the shape `train --model-preset/--target-params` builds: the project's vocab and block
+        project.tree.setdefault("model", {}).update(preset=args.preset, target_params=args.target_params,
+                                                    prefer_depth=args.prefer_depth)
+        spec, source, seq_len, _ = _project_spec(args, project)
+    elif args.preset:
         spec, source = preset(args.preset, arch, vocab), f"preset {args.preset}"
     elif args.target_params:
         spec = shape_for_target_params(arch, args.target_params, vocab, prefer_depth=args.prefer_depth)

@@ -224,3 +224,16 @@ def test_import_refuses_to_overwrite_and_names_bad_input(tmp_path):
         import_checkpoint(tmp_path / "empty", tmp_path / "out", "e")
     with pytest.raises(ModelError, match="not a directory"):
         import_checkpoint(tmp_path / "missing", tmp_path / "out", "x")
+
+
+def test_show_preset_and_target_params_inside_a_project_use_its_vocab_and_block_size(tmp_path):
+    (tmp_path / "notes.md").write_text("a few words for a project\n")
+    assert forgather("init", "proj", "--data", "notes.md", "--vocab-size", "300", "--block-size", "64",
+                     cwd=tmp_path).returncode == 0
+    shown = forgather("model", "show", "--preset", "small", cwd=tmp_path / "proj")
+    assert shown.returncode == 0, shown.stderr  # it showed vocab 32,000 and 2,048 positions: not what train builds
+    assert "vocab 300" in shown.stdout and "max positions 64" in shown.stdout and "preset small" in shown.stdout
+    target = forgather("model", "show", "--target-params", "1.5B", "--prefer-depth", cwd=tmp_path / "proj")
+    config = forgather("config", "show", "--target-params", "1.5B", "--prefer-depth", cwd=tmp_path / "proj")
+    layers = next(line.split(":")[1].strip() for line in config.stdout.splitlines() if "num_layers:" in line)
+    assert f"{layers} layers" in target.stdout and "vocab 300" in target.stdout
