@@ -64,9 +64,9 @@ def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, list[str]]:
     pool = own or failures
     rank = min(pool, key=lambda r: (pool[r].timestamp, r))
     code = pool[rank].exitcode
+    chosen = rank_error(status_dir, rank) or _unexplained_end(rank, code)
     if code < 0:  # killed by a signal
         code = 128 - code
-    chosen = rank_error(status_dir, rank)
     said = {_without_rank(chosen)} if chosen else set()
     lines = []
     for other in sorted(failures):
@@ -75,6 +75,20 @@ def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, list[str]]:
             said.add(_without_rank(line))
             lines.append(line)
     return code or 1, lines + ([chosen] if chosen else [])
+
+
+def _unexplained_end(rank: int, code: int) -> str:
+    """The line for a rank that ended without saying why (a kill, the OOM killer, a crash in native code)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        cause = " (the kernel's out-of-memory killer, or a kill -9)" if -code == signal.SIGKILL else ""
+        what = f"was killed by {name}{cause}"
+    else:
+        what = f"exited with status {code} without an error message"
+    return f"forgather: rank {rank} {what}; `forgather train` resumes from the latest checkpoint"
 
 
 def _without_rank(line: str) -> str:

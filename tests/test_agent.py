@@ -67,3 +67,14 @@ def test_a_run_that_ends_before_a_signal_takes_effect_is_complete_not_preempted(
 
     assert _run_agent_with(monkeypatch, signalled_while_finishing) == 0
     assert "reached its end before SIGTERM took effect" in capsys.readouterr().err
+
+
+def test_a_rank_killed_without_a_word_is_named_with_its_signal(tmp_path):
+    import signal
+    from types import SimpleNamespace
+
+    killed = {1: SimpleNamespace(exitcode=-signal.SIGKILL, timestamp=5.0)}  # kill -9 or the OOM killer: it said nothing
+    status, lines = agent.failure_outcome(killed, tmp_path)
+    assert status == 137  # the job ended 137 with no line at all
+    assert lines == ["forgather: rank 1 was killed by SIGKILL (the kernel's out-of-memory killer, or a kill -9); "
+                     "`forgather train` resumes from the latest checkpoint"]

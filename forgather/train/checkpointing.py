@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist import sync
 from ..checkpoint.background import BackgroundWriter
-from ..checkpoint.layout import adopt_launch_config, launched_config
+from ..checkpoint.layout import TRAINER_STATE_FILE, adopt_launch_config, launched_config
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError
 from ..models.hf import TokenIds, hf_named, write_hf_config, write_hf_weights
@@ -212,6 +213,13 @@ class RunCheckpointer:
         """The tokenizer.json saved in the checkpoint this run resumes from (a resumed run keeps its tokenizer)."""
         found = self.latest / "tokenizer.json" if self.latest is not None else None
         return found if found is not None and found.is_file() else None
+
+    def resumed_progress(self) -> tuple[int, int]:
+        """(step, tokens trained) of the checkpoint this run resumes from; (0, 0) when starting fresh."""
+        if self.latest is None:
+            return 0, 0
+        state = json.loads((self.latest / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+        return int(state.get("step", 0)), int(state.get("tokens", 0))
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict] | None:
         """Restore from the checkpoint `locate` found (verified there); None when starting fresh."""

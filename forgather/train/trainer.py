@@ -92,8 +92,9 @@ class Trainer:
         micro = self.parts.tokens_per_batch
         self.tokens_per_step = micro * cfg.grad_accum_steps * self.info.world_size
         self.total_steps = cfg.max_steps or 0
-        if cfg.max_tokens:
-            self.total_steps = math.ceil(cfg.max_tokens / self.tokens_per_step)
+        if cfg.max_tokens:  # the tokens still to train, at this launch's tokens per step (the batch may have changed)
+            done_steps, done_tokens = self.parts.checkpointer.resumed_progress() if self.parts.checkpointer else (0, 0)
+            self.total_steps = done_steps + max(0, math.ceil((cfg.max_tokens - done_tokens) / self.tokens_per_step))
         cadence = cfg.step_cadence
         self.log_every = scaled_interval(cfg.log_every, cadence)
         self.eval_every = scaled_interval(cfg.eval_every, cadence)
@@ -130,6 +131,9 @@ class Trainer:
         self.state = TrainState(**trainer_state)
         if data_state and self.config.checkpoint.restore_dataset_state:
             self.parts.train_batches.load_state_dict(data_state)
+        elif data_state and self.info.is_main:  # the one resume change that was not said anywhere
+            print("forgather: checkpoint.restore_dataset_state is false: the data stream starts again from its "
+                  "beginning, not from the checkpoint's position", flush=True)
 
     def _apply_configured_learning_rate(self) -> None:
         """The scheduler's saved base LR is the old run's; a resumed run's config (which records a --lr change)
@@ -189,7 +193,7 @@ class Trainer:
     def _loop(self, batches: Iterator[dict[str, torch.Tensor]]) -> int:
         self.model.train()
         self._first_step = self.state.step
-        if self._first_step and self._first_step >= self.total_steps:  # resumed at or past its budget
+        if self._first_step >= self.total_steps:  # resumed at or past its budget (or a budget of 0 steps)
             return self._nothing_to_train()
         if self.info.is_main:  # under way: this launch's settings become the run's (a refused one never did)
             adopt_launch_config(self.config.run_dir, launched_config())

@@ -138,3 +138,12 @@ def test_elastic_restart_after_kill_9_resumes_from_the_latest_checkpoint_and_fin
     assert len(started) == 2 and started[0] == "0" and int(started[1]) >= 4, output[-3000:]
     resumed = losses(project)
     assert {s: resumed[s] for s in straight} == straight
+
+
+def test_a_token_budget_counts_the_tokens_already_trained_when_the_batch_changes(project):
+    from .test_distributed_training import metrics
+
+    train(project, "--init-model", "--max-tokens", "512")  # 4 steps of 2 x 64 tokens
+    resumed = train(project, "--max-tokens", "1024", "--batch-size", "4")  # 512 left, 256 a step: 2 more steps
+    assert "training steps 4→6" in resumed.stdout  # it said 4→4: 1024 / 256, as if nothing had been trained
+    assert metrics(project)[6]["tokens"] == 1024

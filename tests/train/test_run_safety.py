@@ -78,7 +78,8 @@ def test_a_resumed_run_keeps_its_checkpoints_tokenizer_when_the_data_changes(pro
     corpus.write_text(corpus.read_text() + "".join(json.dumps({"text": f"brand new words zebra{i} quokka{i}"}) + "\n"
                                                     for i in range(60)))
     trained = _tokenizer_files(project)
-    train(project, "--no-restore-dataset-state", "--max-steps", "4")
+    resumed = train(project, "--no-restore-dataset-state", "--max-steps", "4")
+    assert "the data stream starts again from its beginning" in resumed.stdout  # said nowhere before
     assert _tokenizer_files(project) == trained  # no tokenizer trained on the new data
     assert (project / "output" / "checkpoints" / "step-000004" / "tokenizer.json").read_bytes() == first
 
@@ -491,6 +492,7 @@ def test_a_restarted_ranks_outcome_is_never_an_earlier_attempts(project, tmp_pat
 def test_a_slurm_requeue_of_a_start_over_resumes_it_once_it_replaced_the_run_and_starts_over_until_then(
         project, monkeypatch):
     out = project / "output"
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a requeued job keeps its id (and its launch file's name)
     train(project, "--init-model", "--overwrite", "--max-steps", "2")  # the job's first start
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the job requeued after it saved: same flags again
     requeued = train(project, "--init-model", "--overwrite", "--max-steps", "4")
@@ -499,6 +501,7 @@ def test_a_slurm_requeue_of_a_start_over_resumes_it_once_it_replaced_the_run_and
     assert not (out / "archive").exists()
     (project / "empty.jsonl").write_text("")  # a new job whose first start fails before it replaces the run
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
     train(project, "--init-model", "--overwrite", "--data", str(project / "empty.jsonl"), check=False)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # its requeue starts over: never resumes the run it replaces
     again = train(project, "--init-model", "--overwrite", "--max-steps", "2")
