@@ -180,9 +180,9 @@ def test_config_show_origins_marks_a_set_value(tiny_project):
 def test_commands_without_project_settings_list_only_their_own_flags(tiny_project, command):
     result = forgather(*command, "--help", cwd=tiny_project)
     assert result.returncode == 0, result.stderr
-    assert "--batch-size" not in result.stdout and "--set" not in result.stdout and "project flags" not in result.stdout
+    assert "--batch-size" not in result.stdout and "--set" not in result.stdout and "config flags" not in result.stdout
     train_help = forgather("train", "--help", cwd=tiny_project).stdout
-    assert "--batch-size" in train_help and "--set KEY=VALUE" in train_help
+    assert "--batch-size" in train_help and "--set KEY=VALUE" in train_help and "config flags" in train_help
 
 
 @pytest.mark.parametrize("command", [["eval"], ["init"], ["model", "show"], ["train"], ["data", "show"]])

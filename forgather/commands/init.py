@@ -96,11 +96,18 @@ def register(subparsers: Any, composed: Any) -> None:
                              "default: Python docstrings")
     parser.add_argument("--model", default="llama", help="a bundled model project or a directory (default: llama)")
     parser.add_argument("--model-config", default="4M", help="the model size inside it (default: 4M)")
-    parser.add_argument("--vocab-size", type=positive_int, default=8192, help="tokenizer vocabulary (default: 8192)")
-    parser.add_argument("--block-size", "--max-length", "--max_length", dest="block_size", type=positive_int, default=512, help="tokens per block (default: 512)")
+    parser.add_argument("--vocab-size", type=_vocab_size, default=8192, metavar="N",
+                        help="tokenizer vocabulary, or auto as data.tokenizer.vocab_size takes it (default: 8192)")
+    parser.add_argument("--block-size", "--max-length", "--max_length", dest="block_size", type=positive_int,
+                        default=512, help="tokens per block (default: 512)")
     parser.add_argument("--force", action="store_true",
                         help="write project.yaml and README.md into an existing non-empty DIR (replacing them)")
     parser.set_defaults(handler=run)
+
+
+def _vocab_size(text: str) -> int | str:
+    """--vocab-size: a positive count, or 'auto' (the largest automatic size), as data.tokenizer.vocab_size."""
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _relative_to(path: str, directory: Path) -> str:
@@ -117,7 +124,7 @@ def _scalar(value: str) -> str:
     return value if plain and yaml.safe_load(value) == value else json.dumps(value)
 
 
-def project_yaml(directory: Path, data_paths: list[str] | None, model: str, size: str, vocab_size: int,
+def project_yaml(directory: Path, data_paths: list[str] | None, model: str, size: str, vocab_size: int | str,
                  block_size: int) -> str:
     """The text of a new project's project.yaml."""
     if data_paths:

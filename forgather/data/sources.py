@@ -245,7 +245,10 @@ def _text_typed(spec: SourceSpec, column: pa.ChunkedArray) -> pa.ChunkedArray:
     t = column.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
             or pa.types.is_large_binary(t) or pa.types.is_null(t)):
-        raise DataError(f"source {spec.name!r}: column {spec.text_column!r} in {spec.path} holds {t}, not text")
+        shown = "JSON values (numbers, lists or objects)" if isinstance(t, pa.ExtensionType) else f"{t} values"
+        raise DataError(f"source {spec.name!r}: column {spec.text_column!r} in {spec.path} holds {shown}, not text; "
+                        f"make each record's {spec.text_column!r} a string, or set the source's text_column to the "
+                        "column that holds the text")
     return column
 
 

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from ..errors import DataError
 
 MIN_VOCAB_SIZE = 300  # the smallest byte-level BPE trained here: 256 byte tokens, specials, a few merges
+MAX_VOCAB_SIZE = 1 << 22  # 4M: 16x the largest vocabularies in use (~256K); more is a typo of a few zeros
 KINDS = ("parquet", "jsonl", "text", "arrow_dir", "hub", "python_docs")
 _EXT_KIND = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
 
@@ -153,6 +154,9 @@ class TokenizerSpec:
         if self.path is None and not isinstance(self.vocab_size, str) and self.vocab_size < MIN_VOCAB_SIZE:
             raise DataError(f"data.tokenizer.vocab_size {self.vocab_size} is too small for byte-level BPE (256 bytes "
                             f"plus merges): use at least {MIN_VOCAB_SIZE}, or 'auto'")
+        if not isinstance(self.vocab_size, str) and self.vocab_size > MAX_VOCAB_SIZE:
+            raise DataError(f"data.tokenizer.vocab_size {self.vocab_size:,} is past {MAX_VOCAB_SIZE:,}, far more than "
+                            "any tokenizer needs (the model's embedding follows it); use e.g. 32768, or 'auto'")
 
 
 @dataclass

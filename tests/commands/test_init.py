@@ -136,3 +136,11 @@ def test_a_project_on_a_few_documents_fits_its_shards_and_holdout_to_them(tmp_pa
     trained = cli("train", "--init-model", "--no-accelerator", "--max-steps", "1", "--batch-size", "2",
                   cwd=tmp_path / "one", timeout=300)
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+
+
+def test_init_takes_vocab_size_auto_and_refuses_a_vocabulary_no_tokenizer_needs(tmp_path):
+    (tmp_path / "note.md").write_text("a few words\n")
+    assert cli("init", "auto", "--data", "note.md", "--vocab-size", "auto", cwd=tmp_path).returncode == 0
+    assert yaml.safe_load((tmp_path / "auto" / "project.yaml").read_text())["data"]["tokenizer"]["vocab_size"] == "auto"
+    huge = cli("init", "huge", "--data", "note.md", "--vocab-size", "100000000", cwd=tmp_path)  # a 12.8B model
+    assert huge.returncode == 2 and "is past 4,194,304" in huge.stderr and not (tmp_path / "huge").exists()

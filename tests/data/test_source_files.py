@@ -69,5 +69,5 @@ def test_bad_parquet_input_is_one_line_each(tmp_path):
     with pytest.raises(DataError, match="only empty/whitespace documents"):
         load_source(SourceSpec("n", str(tmp_path / "nulls.parquet")))
     pq.write_table(pa.table({"text": pa.array([1, None], pa.int64())}), tmp_path / "numbers.parquet")
-    with pytest.raises(DataError, match="holds int64, not text"):
+    with pytest.raises(DataError, match="holds int64 values, not text; make each record.s .text. a string"):
         load_source(SourceSpec("n", str(tmp_path / "numbers.parquet")))

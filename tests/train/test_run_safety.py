@@ -518,3 +518,9 @@ def test_a_resume_at_its_budget_changes_nothing_and_one_past_it_is_refused(proje
     assert (saved.stat().st_ino, saved.stat().st_mtime_ns) == before  # not saved (nor exported) again
     behind = train(project, "--max-steps", "2", check=False)
     assert behind.returncode == 2 and "the run is at step 4, past the 2 steps" in behind.stderr.strip().splitlines()[-1]
+
+
+def test_a_budget_of_no_steps_says_there_is_nothing_to_train(project):
+    nothing = train(project, "--init-model", "--max-steps", "0")  # it printed "training steps 0→0" and exited
+    assert "the run is at step 0 of 0: nothing to train" in nothing.stdout
+    assert not (project / "output" / "checkpoints").exists()
