@@ -103,7 +103,8 @@ def _dataclass(cls: type, value: Any, origins: Origins, path: str) -> Any:
             kwargs[name] = _convert(hints[name], value[name], origins, full)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             where = _where(origins, path)
-            raise ConfigError(f"{where}: missing required key '{full}'; add it to the project or to forgather's base.yaml")
+            raise ConfigError(f"{where}: missing required key '{full}'; set it in the project (a project starts with "
+                              "`extends: base.yaml`, which gives every other key its default)")
     try:
         return cls(**kwargs)
     except ConfigError:

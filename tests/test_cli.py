@@ -89,6 +89,8 @@ def _break(project: Path, how: str) -> list[str]:
         project_file.write_text(project_file.read_text().replace("extends: base.yaml", "extends: basis.yaml"))
     elif how == "missing_interpolation":
         project_file.write_text(project_file.read_text() + "description: ${train.bach_size}\n")
+    elif how == "empty":
+        project_file.write_text("")
     elif how == "flag_type":
         return ["train", "--dry-run", "--batch-size", "many"]
     elif how == "bad_devices":
@@ -102,6 +104,7 @@ def _break(project: Path, how: str) -> list[str]:
     ("cycle", r"extends cycle: project.yaml -> a.yaml -> b.yaml -> a.yaml"),
     ("missing_template", r"template 'basis.yaml' not found"),
     ("missing_interpolation", r"refers to a missing key 'train.bach_size' \(did you mean 'train.batch_size'\?\)"),
+    ("empty", r"missing required key 'name'; set it in the project \(a project starts with `extends: base.yaml`"),
     ("flag_type", r"argument --batch-size: invalid int value: 'many'"),
     ("bad_devices", r"-d/--devices '0,x': expected distinct GPU indices"),
 ])
