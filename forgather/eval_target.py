@@ -190,6 +190,10 @@ def parse_data_argument(text: str) -> tuple[str, str]:
             raise DataError(f"--data {text}: a row slice applies to .parquet and .jsonl files (rows are documents); "
                             f"drop [{match['start']}:{match['stop']}] or convert {Path(path).name} to .jsonl")
     if not Path(path).expanduser().exists():
+        bracket = re.fullmatch(r"(.+)\[[^\]]*\]", text)
+        if match is None and bracket and Path(bracket[1]).expanduser().exists():  # FILE[abc]: the file is there
+            raise DataError(f"--data {text}: a row slice is [START:STOP] of row numbers or percentages, "
+                            "e.g. file.parquet[1000:], file.jsonl[:500] or file.jsonl[:10%]")
         raise DataError(f"--data {path}: no such file or directory")
     return str(Path(path).expanduser().resolve()), split
 

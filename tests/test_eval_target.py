@@ -22,6 +22,7 @@ def test_data_argument_takes_a_row_slice(tmp_path, suffix, split):
     ("f.jsonl", "f.jsonl[:150%]", "a row slice is [START:STOP]"),
     ("notes.txt", "notes.txt[:5]", "a row slice applies to .parquet and .jsonl files"),
     ("f.jsonl", "g.jsonl[:5]", "g.jsonl: no such file or directory"),
+    ("f.jsonl", "f.jsonl[abc]", "a row slice is [START:STOP]"),  # it said the file did not exist
 ])
 def test_a_bad_data_argument_is_one_line_naming_it(tmp_path, name, argument, message):
     (tmp_path / name).write_text("x")
