@@ -76,7 +76,8 @@ def _check_aliases(spec: FlagSpec, where: str) -> None:
 
 def add_flags(parser: argparse.ArgumentParser, specs: list[FlagSpec]) -> None:
     """Register project flags on a parser; each stores under dest `flag:<name>`, default unset."""
-    group = parser.add_argument_group("config flags (each sets one config key: base.yaml's `flags:`, and the project's)")
+    group = parser.add_argument_group(
+        "config flags (each sets one config key: base.yaml's `flags:`, and the project's)")
     for spec in specs:
         dest = f"flag:{spec.name}"
         # argparse %-formats help text; a project's "30% faster" must print as written, not crash --help.

@@ -60,8 +60,8 @@ class _Loader(yaml.SafeLoader):
     do: PyYAML's YAML 1.1 rules kept them strings, so `rope_theta: 5e5` was the text '5e5' in an untyped section."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
 
 
 def _expanded_size(node: yaml.Node, where: str) -> int:

@@ -77,7 +77,8 @@ def _error(fn):
 def test_an_environment_value_inside_a_list_item_resolves_and_stays_out_of_files(tiny_project, monkeypatch):
     text = (tiny_project / "project.yaml").read_text()
     (tiny_project / "project.yaml").write_text(
-        text.replace("{name: docs, path: ../corpus/docs.jsonl}", '{name: docs, path: "${env:FG_CORPUS,..}/corpus/docs.jsonl"}'))
+        text.replace("{name: docs, path: ../corpus/docs.jsonl}",
+                     '{name: docs, path: "${env:FG_CORPUS,..}/corpus/docs.jsonl"}'))
     monkeypatch.setenv("FG_CORPUS", "..")  # a data.sources item: config show, train and dry runs crashed (TypeError)
     shown = forgather("config", "show", cwd=tiny_project)
     assert shown.returncode == 0, shown.stderr

@@ -52,7 +52,8 @@ def register(subparsers: Any, composed: Any) -> None:
     parser.add_argument("--max-batches", type=positive_int, metavar="N", help="stop after N batches (default: all)")
     parser.add_argument("--batch-size", type=positive_int, metavar="B",
                         help="blocks per forward on each rank (default: the run's train.batch_size, else 4)")
-    parser.add_argument("--block-size", "--max-length", "--max_length", dest="block_size", type=positive_int, metavar="N",
+    parser.add_argument("--block-size", "--max-length", "--max_length", dest="block_size", type=positive_int,
+                        metavar="N",
                         help="tokens per block (default: the run's data.block_size; bare model dir: see below)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or its directory) to use instead")

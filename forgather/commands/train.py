@@ -90,7 +90,8 @@ def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
     """A requeued SLURM job (SLURM_RESTART_COUNT > 0) starts again with its first start's flags: its --init-model
     applies only while that start had not yet replaced the previous run (start_over_applies); else it resumes."""
     requeues = int(environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    if requeues and config.train.init_model and not start_over_applies(launch_config_path(config.run_dir, environ), True, requeues):
+    launched = launch_config_path(config.run_dir, environ)  # a requeue keeps its job id: the first start's file
+    if requeues and config.train.init_model and not start_over_applies(launched, True, requeues):
         config.train.init_model = config.train.overwrite = False
         print(f"forgather: SLURM requeue {requeues}: this job's --init-model already started the run; resuming from "
               "its latest checkpoint", file=sys.stderr)

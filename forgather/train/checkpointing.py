@@ -87,7 +87,8 @@ class RunCheckpointer:
         if self.config.train.init_model and self.info.is_main:
             if checkpoint.has_checkpoints(self.root):
                 shutil.rmtree(self.root)
-            adopt_launch_config(self.config.run_dir, launched_config())  # after the old checkpoints went: the new settings never sit beside them
+            # After the old checkpoints went: the new settings never sit beside them.
+            adopt_launch_config(self.config.run_dir, launched_config())
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for name in ("runs", "exports"):
                 self._archive(self.config.run_dir / name, f"{name}-{stamp}")
