@@ -61,7 +61,10 @@ def failure_outcome(failures: dict, status_dir: Path) -> tuple[int, list[str]]:
     last, after the other failed ranks' lines that say something else (ranks that hit the same bad input say the
     same thing: it is printed once)."""
     own = {r: f for r, f in failures.items() if f.exitcode in FORGATHER_CODES}
-    pool = own or failures
+    # A rank killed from outside (kill -9, the OOM killer) is the cause; the others then lose their peer (exit 1)
+    # or get torchrun's SIGTERM, whichever torchrun noticed first.
+    killed = {r: f for r, f in failures.items() if f.exitcode < 0 and -f.exitcode != signal.SIGTERM}
+    pool = own or killed or failures
     rank = min(pool, key=lambda r: (pool[r].timestamp, r))
     code = pool[rank].exitcode
     chosen = rank_error(status_dir, rank) or _unexplained_end(rank, code)
@@ -89,6 +92,15 @@ def _unexplained_end(rank: int, code: int) -> str:
     else:
         what = f"exited with status {code} without an error message"
     return f"forgather: rank {rank} {what}; `forgather train` resumes from the latest checkpoint"
+
+
+def _forget_unadopted_launch_config(argv: list[str]) -> None:
+    """This launch's config file, once every attempt is over: rank 0 made it the run's config.yaml if the run got
+    under way; if it is still there the launch was refused or failed first, and nothing will read it again."""
+    from .checkpoint.layout import LAUNCH_CONFIG_PREFIX
+
+    if argv and Path(argv[-1]).name.startswith(LAUNCH_CONFIG_PREFIX):
+        Path(argv[-1]).unlink(missing_ok=True)
 
 
 def _without_rank(line: str) -> str:
@@ -135,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for leftover in status_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         status_dir.rmdir()
+        _forget_unadopted_launch_config(argv)
     for line in lines:
         print(line, file=sys.stderr, flush=True)
     if status == 0 and stopped:

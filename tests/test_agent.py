@@ -78,3 +78,17 @@ def test_a_rank_killed_without_a_word_is_named_with_its_signal(tmp_path):
     assert status == 137  # the job ended 137 with no line at all
     assert lines == ["forgather: rank 1 was killed by SIGKILL (the kernel's out-of-memory killer, or a kill -9); "
                      "`forgather train` resumes from the latest checkpoint"]
+
+
+def test_the_rank_killed_from_outside_is_the_cause_not_the_peers_it_took_down(tmp_path):
+    import signal
+    from types import SimpleNamespace
+
+    from forgather.dist.setup import lost_a_peer
+
+    failures = {0: SimpleNamespace(exitcode=1, timestamp=4.0),  # lost its peer first, as torchrun saw it
+                1: SimpleNamespace(exitcode=-signal.SIGKILL, timestamp=5.0)}
+    status, lines = agent.failure_outcome(failures, tmp_path)
+    assert status == 137 and lines[-1].startswith("forgather: rank 1 was killed by SIGKILL")  # was 1, or 143, at random
+    assert lost_a_peer(RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error [::1]:1: Connection reset by peer"))
+    assert not lost_a_peer(RuntimeError("CUDA out of memory"))

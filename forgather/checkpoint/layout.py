@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ CONFIG_FILE = "config.yaml"
 # has not replaced anything yet (a start-over starts over again); one that does not reads config.yaml.
 LAUNCH_CONFIG_PREFIX = "config.launch-"
 LAUNCHED_CONFIG_ENV = "FORGATHER_LAUNCHED_CONFIG"  # set by a rank to the file it was launched on (run.py)
+START_OVER_RECORD = "start-over.json"  # the SLURM job whose start-over last replaced the run (a requeue asks)
 MANIFEST_FILE = "manifest.json"
 RNG_DIR = "rng"
 
@@ -81,11 +83,26 @@ def has_checkpoints(root: Path) -> bool:
     return bool(list_checkpoints(root))
 
 
-def launch_config_path(run_dir: Path, environ: dict[str, str]) -> Path:
-    """The config file this launch's ranks read. Named after the SLURM job (so a requeue finds its first start's
-    file), else this launcher's host and pid (each node's launcher of one job writes its own)."""
-    launch = environ.get("SLURM_JOB_ID") or f"{socket.gethostname()}-{os.getpid()}"
-    return Path(run_dir) / f"{LAUNCH_CONFIG_PREFIX}{launch}.yaml"
+def launch_config_path(run_dir: Path) -> Path:
+    """The config file this launch's ranks read, named after this launcher's host and pid: every launch has its
+    own, also two of one SLURM job (each node's launcher of a multi-node job writes its own)."""
+    return Path(run_dir) / f"{LAUNCH_CONFIG_PREFIX}{socket.gethostname()}-{os.getpid()}.yaml"
+
+
+def record_start_over(run_dir: Path, environ: dict[str, str]) -> None:
+    """Rank 0, once a start-over has replaced the previous run: which SLURM job did it (start_over_done_by)."""
+    (Path(run_dir) / START_OVER_RECORD).write_text(json.dumps({"slurm_job": environ.get("SLURM_JOB_ID")}) + "\n",
+                                                   encoding="utf-8")
+
+
+def start_over_done_by(run_dir: Path, slurm_job: str | None) -> bool:
+    """Whether SLURM job `slurm_job` already replaced the run with its start-over. A requeue of that job resumes
+    then; otherwise (its first start died or failed before replacing, however early) it starts over again."""
+    try:
+        record = json.loads((Path(run_dir) / START_OVER_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(slurm_job) and isinstance(record, dict) and record.get("slurm_job") == slurm_job
 
 
 def launched_config() -> Path | None:
@@ -110,10 +127,10 @@ def adopt_launch_config(run_dir: Path, launched: Path | None) -> None:
 
 
 def start_over_applies(launched: Path | None, init_model: bool, restarts: int) -> bool:
-    """Whether --init-model applies to this start of a job that may be a restart of it (a torchrun --max-restarts
-    restart, a SLURM requeue; `restarts` counts them). Always on the first start; on a restart only while the start
-    it repeats has not yet replaced the previous run (its launch file is still there). Once it has, the restart
-    resumes the new run's checkpoints rather than delete them (--overwrite) or refuse them."""
+    """Whether --init-model applies to this attempt of a torchrun job (--max-restarts; `restarts` counts them).
+    Always on the first; on a restart only while the attempt it repeats has not yet replaced the previous run (the
+    launch file the launcher wrote before torchrun started is still there). Once it has, the restart resumes the
+    new run's checkpoints rather than delete them (--overwrite) or refuse them."""
     return init_model and (restarts == 0 or (launched is not None and launched.exists()))
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_applies
+from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_done_by
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError, without_environment_values
 from ..launch import add_launch_arguments, execute, plan_launch
@@ -86,12 +86,23 @@ def check_data_layout(config: RunConfig, args: argparse.Namespace, nproc_per_nod
                         "--no-restore-dataset-state")
 
 
+def check_step_budget(config: RunConfig) -> None:
+    """Refuse, before torchrun starts, a resume whose train.max_steps is behind its newest checkpoint (the ranks
+    check again against the checkpoint they verify and load)."""
+    from ..checkpoint.layout import list_checkpoints
+
+    found = [] if config.train.init_model else list_checkpoints(config.run_dir / "checkpoints")
+    if found and not config.train.max_tokens and config.train.max_steps is not None and \
+            found[-1][0] > config.train.max_steps:
+        raise UserError(f"the run is at step {found[-1][0]}, past the {config.train.max_steps} steps train.max_steps "
+                        f"gives; ask for more than {found[-1][0]} to continue it, or start over with --init-model")
+
+
 def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
     """A requeued SLURM job (SLURM_RESTART_COUNT > 0) starts again with its first start's flags: its --init-model
-    applies only while that start had not yet replaced the previous run (start_over_applies); else it resumes."""
+    applies until that job's start-over has replaced the previous run (start_over_done_by); then it resumes."""
     requeues = int(environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    launched = launch_config_path(config.run_dir, environ)  # a requeue keeps its job id: the first start's file
-    if requeues and config.train.init_model and not start_over_applies(launched, True, requeues):
+    if requeues and config.train.init_model and start_over_done_by(config.run_dir, environ.get("SLURM_JOB_ID")):
         config.train.init_model = config.train.overwrite = False
         print(f"forgather: SLURM requeue {requeues}: this job's --init-model already started the run; resuming from "
               "its latest checkpoint", file=sys.stderr)
@@ -106,7 +117,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     # The ranks read a file of this launch's own; rank 0 makes it the run's config.yaml once the run is under way.
     # (A dry run of a new run writes config.yaml itself, so that the command it prints can be run as it is.)
     fresh_dry_run = args.dry_run and not existing_run
-    launch_path = config_path if fresh_dry_run else launch_config_path(config.run_dir, dict(os.environ))
+    launch_path = config_path if fresh_dry_run else launch_config_path(config.run_dir)
     plan = plan_launch(args, launch_path)
     preflight(args, config.run_dir)
     probe(config.run_dir)  # another job writes here: stop before touching its config
@@ -115,6 +126,8 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     if problems and not args.dry_run:
         raise UserError(problems[0])  # before torchrun and before any data is prepared
     check_data_layout(config, args, plan.nproc_per_node)
+    if not args.dry_run:
+        check_step_budget(config)
     try:  # refused before this launch's settings are written over the run's config.yaml
         check_fresh_start(config.run_dir / "checkpoints", config.train.init_model, config.train.overwrite)
     except UserError as exc:

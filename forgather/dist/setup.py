@@ -139,5 +139,22 @@ def run_rank(label: str, section: DistSection, body: Callable[[DistInfo], int]) 
         if not left or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0:
             print(line, file=sys.stderr, flush=True)
         return exc.exit_code
+    except RuntimeError as exc:
+        if info is None or info.world_size == 1 or not lost_a_peer(exc):
+            raise
+        # Another rank died (its own error, a kill, the OOM killer) while this one waited on it in a collective:
+        # that rank's line says why; this one's traceback would only bury it.
+        print(f"{label}: [rank {info.rank}] stopping: another rank of the job is gone", file=sys.stderr, flush=True)
+        return LOST_PEER
     finally:
         teardown()
+
+
+LOST_PEER = 1
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed",
+              "NCCL communicator was aborted")
+
+
+def lost_a_peer(exc: BaseException) -> bool:
+    """Whether a collective failed because another rank of the job is gone (gloo and NCCL say it in the message)."""
+    return any(marker in str(exc) for marker in _PEER_GONE)

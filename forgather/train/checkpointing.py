@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..config import RunConfig, render_config
 from ..data.tokenizer import Tokenizer, save_tokenizer_files
 from ..dist import sync
 from ..checkpoint.background import BackgroundWriter
-from ..checkpoint.layout import TRAINER_STATE_FILE, adopt_launch_config, launched_config
+from ..checkpoint.layout import TRAINER_STATE_FILE, adopt_launch_config, launched_config, record_start_over
 from ..dist.setup import DistInfo
 from ..errors import CheckpointError
 from ..models.hf import TokenIds, hf_named, write_hf_config, write_hf_weights
@@ -89,6 +90,7 @@ class RunCheckpointer:
                 shutil.rmtree(self.root)
             # After the old checkpoints went: the new settings never sit beside them.
             adopt_launch_config(self.config.run_dir, launched_config())
+            record_start_over(self.config.run_dir, dict(os.environ))  # a requeue of this job resumes from now on
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for name in ("runs", "exports"):
                 self._archive(self.config.run_dir / name, f"{name}-{stamp}")

@@ -228,8 +228,10 @@ def _launch_files(run_dir: Path) -> list[Path]:
 def test_a_resume_refused_by_its_ranks_leaves_the_runs_settings_as_they_were(project):
     train(project, "--init-model", "--max-steps", "4")
     settings = (project / "output" / "config.yaml").read_bytes()
-    refused = train(project, "--max-steps", "3", "--lr", "0.5", check=False)  # behind the run: the rank refuses
-    assert refused.returncode == 2 and "past the 3 steps" in refused.stderr.strip().splitlines()[-1]
+    (project / "junk.parquet").write_bytes(b"not parquet")  # passes the launcher's checks; the ranks cannot read it
+    refused = train(project, "--max-steps", "6", "--lr", "0.5", "--no-restore-dataset-state", "--data",
+                    str(project / "junk.parquet"), check=False)
+    assert refused.returncode == 2 and "[rank 0] error" in refused.stderr.strip().splitlines()[-1]
     assert (project / "output" / "config.yaml").read_bytes() == settings  # it wrote max_steps 3 and lr 0.5 there
     resumed = train(project, "--max-steps", "5")
     assert "training steps 4→5" in resumed.stdout and "learning_rate: 0.5" not in resumed.stdout
@@ -306,6 +308,7 @@ def test_a_start_over_that_fails_to_start_leaves_the_old_run_whole(project):
                    check=False)
     assert failed.returncode == 2 and "has no documents" in failed.stderr.strip().splitlines()[-1]
     assert failed.stderr.count("has no documents") == 1  # both ranks fail alike: one line, not one per rank
+    assert "Traceback" not in failed.stderr  # a rank left waiting on the failed one printed gloo's traceback
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing deleted
     assert not (out / "archive").exists() and (out / "runs").is_dir() and (out / "exports" / "step-000004").is_dir()
     assert (out / "config.yaml").read_bytes() == settings  # the refused start's settings are not the run's
@@ -518,6 +521,8 @@ def test_a_resume_at_its_budget_changes_nothing_and_one_past_it_is_refused(proje
     assert (saved.stat().st_ino, saved.stat().st_mtime_ns) == before  # not saved (nor exported) again
     behind = train(project, "--max-steps", "2", check=False)
     assert behind.returncode == 2 and "the run is at step 4, past the 2 steps" in behind.stderr.strip().splitlines()[-1]
+    assert "forgather.run" not in behind.stdout + behind.stderr  # said before torchrun started
+    assert not _launch_files(project / "output")  # refused launches leave no config of their own behind
 
 
 def test_a_budget_of_no_steps_says_there_is_nothing_to_train(project):
