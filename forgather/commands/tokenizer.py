@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, UserError
 from .common import add_data_argument, resolve_config
 
 EXAMPLES = """examples:
@@ -38,6 +38,7 @@ def register(subparsers: Any, composed: Any) -> None:
     size.add_argument("--auto-vocab-size", action="store_true",
                       help="pick 4096/8192/16384/32768 from the corpus' distinct words")
     train.add_argument("--output", metavar="PATH", help="where to save (default: RUN_DIR/tokenizer.json)")
+    train.add_argument("--force", action="store_true", help="replace an existing file at the output path")
     add_data_argument(train)
     train.set_defaults(handler=run)
 
@@ -71,6 +72,11 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     out = Path(args.output).expanduser() if args.output else config.run_dir / "tokenizer.json"
     if out.is_dir():
         out = out / "tokenizer.json"
+    if any(parent.name == "checkpoints" for parent in out.resolve().parents):
+        raise UserError(f"--output {out} is inside a run's checkpoints, whose files their manifest verifies; "
+                        "choose a path outside them")
+    if out.exists() and not args.force:  # a config.yaml or a tokenizer a run reads was replaced without a word
+        raise UserError(f"--output {out} exists; pass --force to replace it, or choose another path")
     start = time.monotonic()
     print(f"training a byte-level BPE (vocab {vocab}) on {', '.join(s.name for s in spec.sources)} ...",
           file=sys.stderr)

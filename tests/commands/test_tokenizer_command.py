@@ -42,7 +42,8 @@ def test_train_with_vocab_size_and_output_notes_a_too_small_model_vocab(tiny_pro
     assert out.is_file() and "vocab size 320 " in result.stdout and f"path: {out}" in result.stdout
     assert "set model.arch.vocab_size" not in result.stdout  # the model's follows the tokenizer: nothing to set
     set_in_project(tiny_project, "model", "arch: {vocab_size: 300}")  # a vocab the project fixes itself
-    fixed = forgather("tokenizer", "train", "--vocab-size", "320", "--output", str(out), cwd=tiny_project)
+    fixed = forgather("tokenizer", "train", "--vocab-size", "320", "--output", str(out), "--force",
+                      cwd=tiny_project)
     assert "the model's vocab_size is 300; set model.arch.vocab_size: 320" in fixed.stdout, fixed.stderr
 
 
@@ -64,3 +65,15 @@ def test_user_mistakes_are_one_line_errors(tiny_project, args, needle):
 def test_help_names_the_config_key(tmp_path):
     result = forgather("tokenizer", "train", "--help", cwd=tmp_path)
     assert result.returncode == 0 and "tokenizer: {path:" in result.stdout and "--auto-vocab-size" in result.stdout
+
+
+def test_train_never_replaces_a_file_unasked_nor_writes_into_a_checkpoint(tiny_project, tmp_path):
+    precious = tmp_path / "config.yaml"
+    precious.write_text("a run's settings\n")  # it was replaced by tokenizer JSON, exit 0
+    line = one_line_error(forgather("tokenizer", "train", "--output", str(precious), cwd=tiny_project))
+    assert "exists; pass --force to replace it" in line and precious.read_text() == "a run's settings\n"
+    inside = tmp_path / "run" / "checkpoints" / "step-000004"
+    inside.mkdir(parents=True)
+    line = one_line_error(forgather("tokenizer", "train", "--output", str(inside / "tokenizer.json"), "--force",
+                                    cwd=tiny_project))
+    assert "is inside a run's checkpoints" in line and not (inside / "tokenizer.json").exists()
