@@ -77,11 +77,15 @@ def resolve_target(path: str | None, project: str | None = None, config_name: st
                         "a model directory with config.json, a run directory or a project directory")
     if not p.is_dir():
         raise UserError(f"{path}: not a directory; give a checkpoint, model, run or project directory")
-    if (p / layout.MANIFEST_FILE).is_file() or layout.parse_step(p.name) is not None:
+    # A step-named directory is a checkpoint (an incomplete one is named as such), unless it is a model directory:
+    # RUN_DIR/exports/step-NNNNNN, the export every run ends with, has config.json and no manifest.
+    exported = (p / HF_CONFIG).is_file() and not (p / layout.MANIFEST_FILE).is_file()
+    if (p / layout.MANIFEST_FILE).is_file() or (layout.parse_step(p.name) is not None and not exported):
         return _checkpoint(p)
     if (p / HF_CONFIG).is_file():
-        # RUN_DIR/initial_model has no config.yaml of its own; the run's sits one level up.
-        candidates = [p / RUN_CONFIG] + ([p.parent / RUN_CONFIG] if p.name == "initial_model" else [])
+        # RUN_DIR/initial_model and RUN_DIR/exports/step-N have no config.yaml of their own; the run's is above.
+        candidates = [p / RUN_CONFIG] + ([p.parent / RUN_CONFIG] if p.name == "initial_model" else []) + (
+            [p.parent.parent / RUN_CONFIG] if p.parent.name == "exports" else [])
         for candidate in candidates:
             if candidate.is_file():
                 return Target(p, read_config(candidate), candidate, False)

@@ -108,3 +108,10 @@ def test_data_row_slice_evaluates_only_those_rows(trained_run, tmp_path):
     assert sliced["data"] == f"{whole}[6:]"
     assert (sliced["tokens"], sliced["bytes"]) == (expected["tokens"], expected["bytes"])
     assert sliced["loss"] == pytest.approx(expected["loss"], rel=1e-9)
+
+
+def test_the_runs_own_export_evaluates_like_its_checkpoint(trained_run, one_rank):
+    export = trained_run / "output" / "exports" / "step-000002"  # refused: "manifest.json: missing", by its name
+    from_export = evaluate(trained_run, str(export), *WINDOW)
+    assert from_export["model"] == str(export) and from_export["data"] == "validation"  # the run's settings
+    assert from_export["tokens"] == one_rank["tokens"] and abs(from_export["loss"] - one_rank["loss"]) <= 1e-5
