@@ -17,8 +17,13 @@ def keep_out_of_messages(value: str, form: str) -> None:
 def without_environment_values(text: str) -> str:
     """text with each registered environment value replaced by its `${env:NAME}` form."""
     for value in sorted(_FROM_ENVIRONMENT, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w.]){re.escape(value)}(?!\w)", lambda _m, v=value: _FROM_ENVIRONMENT[v], text)
+        # A number only where it stands alone (2048 is not hidden inside 20480); any other text wherever it is.
+        pattern = rf"(?<![\w.]){re.escape(value)}(?!\w)" if _NUMBER.fullmatch(value) else re.escape(value)
+        text = re.sub(pattern, lambda _m, v=value: _FROM_ENVIRONMENT[v], text)
     return text
+
+
+_NUMBER = re.compile(r"[-+0-9.eE_]+")
 
 
 class UserError(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint.layout import CONFIG_FILE, LAUNCH_CONFIG_PREFIX, LAUNCHED_CONFIG_ENV
 from .config import read_config
-from .errors import UserError
+from .errors import UserError, without_environment_values
 
 
 def config_to_read(launched: Path) -> Path:
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     def train_rank(info: DistInfo) -> int:
         tune_host_allocator(info.device)  # before the first big tensor; CPU steps then reuse freed memory
         print(f"forgather.run: rank {info.rank}/{info.world_size} local_rank {info.local_rank} "
-              f"device {info.device} backend {info.backend} project {config.name}", flush=True)
+              f"device {info.device} backend {info.backend} project {without_environment_values(config.name)}",
+              flush=True)
         from .train.assemble import train
 
         return train(config, info)

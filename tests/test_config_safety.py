@@ -107,3 +107,12 @@ def test_deeply_nested_yaml_is_one_line(tiny_project):
     (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text()
                                               + "x: " + "[" * 1000 + "]" * 1000 + "\n")  # 2 KB: a RecursionError
     assert "YAML nests deeper than 64 levels" in one_line_error(forgather("config", "show", cwd=tiny_project))
+
+
+def test_a_run_never_prints_an_environment_value(tiny_project, monkeypatch):
+    text = (tiny_project / "project.yaml").read_text()
+    (tiny_project / "project.yaml").write_text(text.replace("name: tiny", "name: tiny_${env:FG_TEAM,x}"))
+    monkeypatch.setenv("FG_TEAM", "zzTOPSECRETzz")  # the rank's first line said "project tiny_zzTOPSECRETzz"
+    run = forgather("train", "--init-model", "--no-accelerator", "--max-steps", "1", cwd=tiny_project)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "zzTOPSECRET" not in run.stdout + run.stderr and "project tiny_${env:FG_TEAM}" in run.stdout
