@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 
 from ..errors import CheckpointError
+from ..filemodes import as_created
 from .manifest import verify_manifest
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -75,6 +76,7 @@ def export_checkpoint(checkpoint: Path, out: Path, force: bool = False, max_shar
         for name in TOKENIZER_FILES:
             if (checkpoint / name).is_file():
                 shutil.copyfile(checkpoint / name, tmp / name)
+        as_created(tmp)  # mkdtemp made it 0700
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..filemodes import as_created
 from .packing import SEG_FIELDS, Packer
 from .written import write_errors
 
@@ -155,6 +156,7 @@ def _write_chunk(path: Path, chunk: PackedChunk, key: str) -> None:
                 "long_docs": chunk.long_docs, "flush_padding": chunk.flush_padding, "tokens_sha256": _sha256(raw),
                 "created": time.time()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        as_created(tmp)  # mkdtemp made it 0700: a cache shared by a team must be readable by it
         if path.exists():  # a damaged or concurrent copy: replace it (a concurrent build wrote the same bytes)
             shutil.rmtree(path, ignore_errors=True)
         try:

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from forgather.errors import ModelError
+from forgather.filemodes import as_created
 from forgather.models.hf_config import DEEPONE_MODEL_TYPE, spec_from_hf_config  # noqa: F401 (re-exported)
 from forgather.models.spec import ModelSpec
 
@@ -132,11 +133,13 @@ def write_hf_weights(named: Iterable[tuple[str, torch.Tensor]], out: Path,
         size, total = size + nbytes, total + nbytes
     flush()
     if len(parts) == 1:
+        as_created(out / ".part-00000.safetensors")  # safetensors writes 0600
         os.replace(out / ".part-00000.safetensors", out / "model.safetensors")
     else:
         weight_map = {}
         for i, names in enumerate(parts):
             final = f"model-{i + 1:05d}-of-{len(parts):05d}.safetensors"
+            as_created(out / f".part-{i:05d}.safetensors")
             os.replace(out / f".part-{i:05d}.safetensors", out / final)
             weight_map.update({name: final for name in names})
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
