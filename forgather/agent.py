@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     status_dir = Path(tempfile.mkdtemp(prefix="forgather-status-"))
     os.environ[STATUS_DIR_ENV] = str(status_dir)
     forward_signals(state, status_dir)
+    # `forgather train` blocked them before it exec'd this process: one that came since is delivered now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     # The agent's own failure log lines repeat what the ranks printed; keep its warnings, drop its error report.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

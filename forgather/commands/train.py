@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
+from ..agent import PREEMPTED
 from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_done_by
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError, without_environment_values
@@ -108,7 +110,19 @@ def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
               "its latest checkpoint", file=sys.stderr)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def hold_stop_signals() -> list[int]:
+    """Keep SIGTERM/SIGINT for the launch to act on at one safe point (before torchrun starts); the list fills."""
+    received: list[int] = []
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    return received
+
+
 def run(args: argparse.Namespace, composed: Any) -> int:
+    stop_requests = [] if args.dry_run else hold_stop_signals()
     config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args, origins)
     after_requeue(config, dict(os.environ))
@@ -149,5 +163,13 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         print(plan.shell())
         return 0
     write_config(config, launch_path)
+    # From here a stop signal stays pending across the exec, and the agent takes it once it can pass it on
+    # (agent.py unblocks); one that came while this launcher worked stops the launch before anything starts.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if stop_requests:
+        launch_path.unlink(missing_ok=True)
+        print(f"forgather: stopped by {signal.Signals(stop_requests[0]).name} before the run started; nothing "
+              f"changed; `forgather train` starts it (exit status {PREEMPTED})", file=sys.stderr, flush=True)
+        return PREEMPTED
     print(f"forgather: {plan.shell()}", file=sys.stderr)
     return execute(plan)

@@ -529,3 +529,28 @@ def test_a_budget_of_no_steps_says_there_is_nothing_to_train(project):
     nothing = train(project, "--init-model", "--max-steps", "0")  # it printed "training steps 0→0" and exited
     assert "the run is at step 0 of 0: nothing to train" in nothing.stdout
     assert not (project / "output" / "checkpoints").exists()
+
+
+SIGNAL_THE_LAUNCHER = """
+import os, signal
+import forgather.config as config
+
+_write = config.write_config
+
+def signalled_write(*args, **kwargs):  # the launcher is preempted while it prepares the launch
+    if "LOCAL_RANK" not in os.environ:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return _write(*args, **kwargs)
+
+config.write_config = signalled_write
+"""
+
+
+def test_a_stop_signal_while_the_launcher_prepares_stops_the_launch_before_anything_starts(project, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SIGNAL_THE_LAUNCHER)
+    run = Training(project, "--init-model", env={"PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert run.finish() == PREEMPTED, run.output[-3000:]  # it was killed: 143, nothing said
+    assert "stopped by SIGTERM before the run started; nothing changed" in run.output
+    assert "forgather.run" not in run.output and not _launch_files(project / "output")
