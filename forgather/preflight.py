@@ -203,7 +203,11 @@ def data_source_problems(config: RunConfig) -> list[str]:
             located = source.located()
             kind = located.resolved_kind()
             if kind in ("parquet", "jsonl", "text") and "://" not in located.path:
-                resolve_files(located, kind)
+                files = resolve_files(located, kind)
+                if kind == "parquet":  # pyarrow only for a parquet source: dry runs of others stay light
+                    from .data.parquet_source import check_first_footer
+
+                    check_first_footer(located, files)
         except UserError as exc:
             problems.append(str(exc))
     return problems

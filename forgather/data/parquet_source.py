@@ -29,6 +29,24 @@ from .spec import SourceSpec
 from .written import write_whole
 
 
+def check_text_column(spec: SourceSpec, path: str, names: list[str]) -> None:
+    """DataError naming the columns there are when a parquet file lacks the source's text column."""
+    if spec.text_column not in names:
+        raise DataError(f"source {spec.name!r}: {path} has no column {spec.text_column!r}; columns found: "
+                        f"{', '.join(names)}; set text_column")
+
+
+def check_first_footer(spec: SourceSpec, files: list[str]) -> None:
+    """The launcher's look at a local parquet source: its first file reads as parquet and has the text column
+    (its footer only; the ranks read every file)."""
+    try:
+        names = pq.read_schema(files[0]).names
+    except Exception as exc:  # a damaged or non-parquet file: pyarrow raises several types
+        raise DataError(f"source {spec.name!r}: cannot read {files[0]} as parquet ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    check_text_column(spec, files[0], names)
+
+
 def is_url(path: str) -> bool:
     """True for fsspec URLs (hf://, s3://, gs://, https://, memory://...)."""
     return "://" in path
@@ -94,10 +112,7 @@ def _row_group_counts(spec: SourceSpec, fs: Any, files: list[str], identity: lis
         except Exception as exc:
             raise DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: "
                             f"{str(exc)[:200]})") from None
-        names = meta.schema_arrow.names
-        if spec.text_column not in names:
-            raise DataError(f"source {spec.name!r}: {path} has no column {spec.text_column!r}; columns found: "
-                            f"{', '.join(names)}; set text_column")
+        check_text_column(spec, path, meta.schema_arrow.names)
         counts.append([meta.metadata.row_group(g).num_rows for g in range(meta.metadata.num_row_groups)])
     if cached is not None:
         write_whole(cached, json.dumps(counts))
@@ -200,9 +215,7 @@ def read_parquet_column(spec: SourceSpec, files: list[str]) -> pa.ChunkedArray:
         except Exception as exc:  # a damaged or non-parquet file: pyarrow raises several types
             raise DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-        if spec.text_column not in names:
-            raise DataError(f"source {spec.name!r}: {path} has no column {spec.text_column!r}; columns found: "
-                            f"{', '.join(names)}; set text_column")
+        check_text_column(spec, path, names)
     parts = [p.cast(pa.large_string()) if pa.types.is_null(p.type) else p for p in parts]  # an all-null column
     if len({part.type for part in parts}) > 1:  # e.g. string in one file, large_string in another
         text = all(pa.types.is_string(p.type) or pa.types.is_large_string(p.type) for p in parts)

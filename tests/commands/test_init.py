@@ -144,3 +144,16 @@ def test_init_takes_vocab_size_auto_and_refuses_a_vocabulary_no_tokenizer_needs(
     assert yaml.safe_load((tmp_path / "auto" / "project.yaml").read_text())["data"]["tokenizer"]["vocab_size"] == "auto"
     huge = cli("init", "huge", "--data", "note.md", "--vocab-size", "100000000", cwd=tmp_path)  # a 12.8B model
     assert huge.returncode == 2 and "is past 4,194,304" in huge.stderr and not (tmp_path / "huge").exists()
+
+
+def test_a_parquet_without_the_text_column_is_refused_before_anything_runs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["words of a document"] * 20}), tmp_path / "body.parquet")
+    refused = cli("init", "proj", "--data", "body.parquet", cwd=tmp_path)  # it wrote a project that could not train
+    assert refused.returncode == 2 and "has no column 'text'; columns found: body" in refused.stderr
+    assert not (tmp_path / "proj").exists()
+    assert cli("init", "proj", cwd=tmp_path).returncode == 0
+    train = cli("train", "--no-accelerator", "--data", str(tmp_path / "body.parquet"), cwd=tmp_path / "proj")
+    assert train.returncode == 2 and "has no column 'text'" in train.stderr and "forgather.run" not in train.stdout

@@ -228,9 +228,9 @@ def _launch_files(run_dir: Path) -> list[Path]:
 def test_a_resume_refused_by_its_ranks_leaves_the_runs_settings_as_they_were(project):
     train(project, "--init-model", "--max-steps", "4")
     settings = (project / "output" / "config.yaml").read_bytes()
-    (project / "junk.parquet").write_bytes(b"not parquet")  # passes the launcher's checks; the ranks cannot read it
+    (project / "junk.jsonl").write_text("{not json\n")  # passes the launcher's checks; the ranks cannot read it
     refused = train(project, "--max-steps", "6", "--lr", "0.5", "--no-restore-dataset-state", "--data",
-                    str(project / "junk.parquet"), check=False)
+                    str(project / "junk.jsonl"), check=False)
     assert refused.returncode == 2 and "[rank 0] error" in refused.stderr.strip().splitlines()[-1]
     assert (project / "output" / "config.yaml").read_bytes() == settings  # it wrote max_steps 3 and lr 0.5 there
     resumed = train(project, "--max-steps", "5")
