@@ -68,8 +68,11 @@ def export_checkpoint(checkpoint: Path, out: Path, force: bool = False, max_shar
     if not config_file.is_file():
         raise CheckpointError(f"{config_file}: missing; {checkpoint} is not a forgather checkpoint")
     spec = spec_from_hf_config(json.loads(config_file.read_text(encoding="utf-8")), str(config_file))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:  # a file where a directory must be, a read-only or pseudo file system
+        raise CheckpointError(f"cannot write {out} ({exc.strerror or exc}); choose another --output") from None
     try:
         dtype = write_hf_weights(_weights(checkpoint, spec.tie_embeddings), tmp, max_shard_bytes or DEFAULT_MAX_SHARD_BYTES)
         write_hf_config(spec, tmp, dtype, _token_ids(checkpoint))

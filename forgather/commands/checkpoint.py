@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..checkpoint import layout
 from ..checkpoint.manifest import checkpoint_size, read_manifest, verify_manifest
 from ..errors import CheckpointError, UserError
-from .common import add_project_flags, load_composed, resolve_config
+from .common import add_project_flags, checked_number, load_composed, resolve_config
 
 EXAMPLES = """examples:
   forgather checkpoint list                          the project's checkpoints, newest last
@@ -48,7 +48,8 @@ def register(subparsers: Any, composed: Any) -> None:
     export.add_argument("target", metavar="STEP|PATH", help="a step number such as 200, or a step directory")
     export.add_argument("--output", required=True, metavar="DIR", help="the HF model directory to write")
     export.add_argument("--force", action="store_true", help="replace DIR if it exists")
-    export.add_argument("--max-shard-size", type=float, default=5.0, metavar="GiB",
+    export.add_argument("--max-shard-size", type=checked_number(float, lambda v: 0 < v < 2**20, "must be more than "
+                                                                "0 and at most 1048576 GiB"), default=5.0, metavar="GiB",
                         help="weights above this size go into several files with an index (default 5)")
     add_project_flags(export, composed)
     export.set_defaults(handler=run)
@@ -150,8 +151,6 @@ def run_show(path: Path) -> int:
 def run_export(path: Path, args: argparse.Namespace) -> int:
     from ..checkpoint.export import export_checkpoint
 
-    if args.max_shard_size <= 0:
-        raise UserError(f"--max-shard-size {args.max_shard_size}: must be more than 0 GiB")
     out = export_checkpoint(path, Path(args.output), force=args.force, verify=True,
                             max_shard_bytes=int(args.max_shard_size * 2**30))
     files = sorted(p.name for p in out.iterdir())

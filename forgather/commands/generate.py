@@ -45,7 +45,8 @@ def register(subparsers: Any, composed: Any) -> None:
                                                        "(default 1 = off)")
     parser.add_argument("--num-samples", type=positive_int, default=1,
                         metavar="N", help="independent continuations, each under a header (default 1)")
-    parser.add_argument("--seed", type=int, help="sampling seed, for reproducible output (default: random, "
+    parser.add_argument("--seed", type=checked_number(int, lambda v: 0 <= v < 2**63, "must be between 0 and 2^63-1"),
+                        help="sampling seed, for reproducible output (default: random, "
                                                  "printed to stderr)")
     parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or its directory) to use instead")
     parser.add_argument("--no-kv-cache", action="store_true",

@@ -312,7 +312,10 @@ def import_checkpoint(hf_dir: Path, output: Path, name: str, force: bool = False
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
         raise ModelError(f"{hf_dir}: weights do not match the forgather {spec.architecture} model: {detail}") from None
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where the directory must be, a read-only place
+        raise ModelError(f"cannot write {output} ({exc.strerror or exc}); choose another --output") from None
     if weights.exists():
         shutil.rmtree(weights)
     save_pretrained_hf(state, spec, weights)

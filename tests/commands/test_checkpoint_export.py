@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from ..conftest import set_in_project
@@ -56,3 +57,27 @@ def test_export_of_fsdp2_shards_loads_in_transformers_and_generate_stops_at_end_
     refused = one_line_error(forgather("checkpoint", "export", "2", "--output", str(run_dir), "--force",
                                        cwd=tiny_project))
     assert "is not an exported model dir" in refused and (step / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["checkpoint", "export", "2", "--output", "x", "--max-shard-size", "nan"], "--max-shard-size: nan must be"),
+    (["checkpoint", "export", "2", "--output", "x", "--max-shard-size", "inf"], "--max-shard-size: inf must be"),
+    (["generate", "--prompt", "a", "--seed", "99999999999999999999999"], "must be between 0 and 2^63-1"),
+])
+def test_values_no_machine_can_use_are_one_line(tiny_project, args, needle):
+    line = one_line_error(forgather(*args, cwd=tiny_project))  # they were ValueError/OverflowError tracebacks
+    assert needle in line
+
+
+def test_an_export_to_a_place_that_cannot_be_written_is_one_line(tmp_path):
+    from forgather.checkpoint.export import export_checkpoint
+    from forgather.errors import CheckpointError
+
+    checkpoint = tmp_path / "step-000002"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({
+        "model_type": "llama", "vocab_size": 300, "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "intermediate_size": 128}))
+    (tmp_path / "a-file").write_text("")  # a file where the output's parent must be: FileExistsError, a traceback
+    with pytest.raises(CheckpointError, match="cannot write .*a-file/sub .*choose another --output"):
+        export_checkpoint(checkpoint, tmp_path / "a-file" / "sub", verify=False)
