@@ -221,6 +221,14 @@ def test_flags_that_cannot_apply_to_a_run_are_one_line_before_torchrun(project):
     assert "forgather.run" not in model.stdout + data.stdout  # no rank was started
 
 
+def _hooked_pythonpath(tmp_path: Path, code: str) -> str:
+    """A PYTHONPATH whose sitecustomize.py runs `code` first in every Python process of a run (launcher, ranks)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(code)
+    return f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+
+
 def _launch_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("config.launch-*.yaml"))
 
@@ -258,11 +266,8 @@ config.read_config = held_read
 
 def test_two_launches_at_once_never_train_each_others_settings(project, tmp_path):
     train(project, "--init-model", "--max-steps", "2")
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(HOLD_THE_RANKS)
     gate = tmp_path / "gate"
-    path = f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    path = _hooked_pythonpath(tmp_path, HOLD_THE_RANKS)
     first = Training(project, "--max-steps", "3", env={"PYTHONPATH": path, "TEST_RANKS_WAIT_FOR": str(gate)})
     first.wait_for(r"^forgather: .*forgather\.agent")  # launched: its ranks wait before they read their config
     # A second launch writes its settings while the first one's ranks are starting (its own ranks then fail).
@@ -362,10 +367,7 @@ save.write_staged = full
 
 
 def test_a_failed_save_is_one_line_leaves_no_partial_checkpoint_and_keeps_the_previous(project, tmp_path):
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(FULL_DISK)
-    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": _hooked_pythonpath(tmp_path, FULL_DISK)}
     import subprocess
     import sys
 
@@ -547,10 +549,7 @@ config.write_config = signalled_write
 
 
 def test_a_stop_signal_while_the_launcher_prepares_stops_the_launch_before_anything_starts(project, tmp_path):
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SIGNAL_THE_LAUNCHER)
-    run = Training(project, "--init-model", env={"PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    run = Training(project, "--init-model", env={"PYTHONPATH": _hooked_pythonpath(tmp_path, SIGNAL_THE_LAUNCHER)})
     assert run.finish() == PREEMPTED, run.output[-3000:]  # it was killed: 143, nothing said
     assert "stopped by SIGTERM before the run started; nothing changed" in run.output
     assert "forgather.run" not in run.output and not _launch_files(project / "output")
