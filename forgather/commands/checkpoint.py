@@ -163,7 +163,14 @@ def checkpoint_target(target: str, project_checkpoints: Callable[[], Path]) -> P
     (step-000200); CheckpointError naming the steps there are when it is none of them. A number is always a
     step (a directory named 200 is ./200), so what it means never depends on the current directory."""
     if not target.isdigit() and Path(target).is_dir():
-        return Path(target)
+        path = Path(target)
+        if layout.parse_step(path.name) is not None or (path / layout.MANIFEST_FILE).is_file():
+            return path
+        found = checkpoint_dirs(path)  # a run dir or its checkpoints/ means its newest (it was shown as FAILED)
+        if not found:
+            raise CheckpointError(f"{target}: holds no checkpoint; give a step directory, or a run directory that "
+                                  "has checkpoints")
+        return found[-1]
     step = int(target) if target.isdigit() else layout.parse_step(target)
     if step is None:
         raise CheckpointError(f"{target}: no such checkpoint (give a step number, a step-NNNNNN name or a path)")

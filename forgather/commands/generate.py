@@ -80,6 +80,9 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     generator = torch.Generator(device).manual_seed(seed)
     how = "greedy" if args.temperature == 0 else f"temperature {args.temperature:g}, top-k {args.top_k}, " \
                                                   f"top-p {args.top_p:g}, seed {seed}"
+    if max_new < args.max_new_tokens:  # said once: the text stopping early is the model's context, not an EOS
+        how += (f"; at most {max_new} new tokens, as the model takes {model.spec.max_position_embeddings} positions "
+                f"and the prompt is {len(prompt)}")
     print(f"forgather: generating from {target.describe()}: {how}", file=sys.stderr, flush=True)
     for sample in range(args.num_samples):
         if args.num_samples > 1:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -223,5 +224,5 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         raise UserError(f"the project these options make would not run ({reason}); change the option that sets it "
                         "(--data, --model-config, --vocab-size, --block-size); nothing was written") from None
     where = os.path.relpath(directory) if not os.path.relpath(directory).startswith("..") else str(directory)
-    print(f"created {where}/project.yaml and README.md; next: cd {where} && forgather train --init-model")
+    print(f"created {where}/project.yaml and README.md; next: cd {shlex.quote(where)} && forgather train --init-model")
     return 0

@@ -65,6 +65,11 @@ def test_show_prints_manifest_and_trainer_state(checkpoints):
     assert result.stdout.splitlines()[-1] == "TORCH_FREE"
 
 
+def test_show_of_a_run_dir_shows_its_newest_checkpoint(checkpoints):
+    shown = forgather("checkpoint", "show", str(checkpoints.parent), cwd=checkpoints)  # it said "verified FAILED"
+    assert shown.returncode == 0 and "step       200" in shown.stdout and "verified   ok" in shown.stdout, shown.stderr
+
+
 def test_without_path_uses_the_project_run_dir(tiny_project):
     fake_checkpoint(tiny_project / "output" / "checkpoints", 300)
     listed = forgather("checkpoint", "list", cwd=tiny_project)

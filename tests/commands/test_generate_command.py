@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,13 @@ def test_seeded_samples_repeat_exactly_from_project_or_checkpoint_with_or_withou
                          cwd=trained_run.parent)
     assert uncached.returncode == 0, uncached.stderr
     assert uncached.stdout == from_project.stdout
+
+
+def test_a_request_past_the_models_context_says_where_it_stops(trained_run):
+    long = forgather("generate", "--prompt", PROMPT, "--max-new-tokens", "100000", "--temperature", "0",
+                     cwd=trained_run)  # it stopped at the model's positions without a word
+    assert long.returncode == 0, long.stderr
+    assert re.search(r"at most \d+ new tokens, as the model takes 64 positions and the prompt is \d+", long.stderr)
 
 
 def test_a_corrupted_checkpoint_is_a_one_line_error(trained_run, tmp_path):

@@ -157,3 +157,8 @@ def test_a_parquet_without_the_text_column_is_refused_before_anything_runs(tmp_p
     assert cli("init", "proj", cwd=tmp_path).returncode == 0
     train = cli("train", "--no-accelerator", "--data", str(tmp_path / "body.parquet"), cwd=tmp_path / "proj")
     assert train.returncode == 2 and "has no column 'text'" in train.stderr and "forgather.run" not in train.stdout
+
+
+def test_the_next_step_init_prints_can_be_pasted_with_spaces_in_the_path(tmp_path):
+    made = cli("init", "my project", cwd=tmp_path)
+    assert made.returncode == 0 and "next: cd 'my project' && forgather train" in made.stdout  # was unquoted
