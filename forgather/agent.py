@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .lifeline import STATUS_DIR_ENV, leave_stop_file
+from .lifeline import STATUS_DIR_ENV, STOP_SIGNALS, leave_stop_file
 
 PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving a checkpoint; `forgather train` resumes
 FORGATHER_CODES = (2, 3)  # UserError, TrainingDiverged: a rank's own, meaningful exit statuses
@@ -44,7 +44,7 @@ def forward_signals(state: dict, status_dir: Path) -> None:
             except psutil.Error:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
 
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[STATUS_DIR_ENV] = str(status_dir)
     forward_signals(state, status_dir)
     # `forgather train` blocked them before it exec'd this process: one that came since is delivered now.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # The agent's own failure log lines repeat what the ranks printed; keep its warnings, drop its error report.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

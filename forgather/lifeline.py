@@ -16,6 +16,7 @@ from typing import NoReturn
 
 POLL_SECONDS = 1.0
 GRACE_SECONDS = 120.0  # to save a checkpoint and leave; then the rank exits hard (a peer may be gone too)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a stop request: save and leave (preemption, Ctrl-C, a time limit)
 STATUS_DIR_ENV = "FORGATHER_STATUS_DIR"  # the launcher's scratch dir that ranks report into (agent.py)
 STOP_FILE = "stop"  # in it: the launcher was asked to stop, maybe before this rank existed to be told
 _early_requests: list[int] = []
@@ -24,7 +25,7 @@ _early_requests: list[int] = []
 def hold_stop_requests() -> None:
     """Keep a SIGTERM/SIGINT that reaches this rank before its trainer takes signals over: the default action
     killed a rank still starting (exit 143, nothing said), so a preemption during startup was not a clean stop."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, _frame: _early_requests.append(signum))
 
 

@@ -69,6 +69,12 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
+def budget_behind_the_run(step: int, total: int) -> ConfigError:
+    """A resume whose step budget is behind its checkpoint (the launcher checks the newest, the ranks the loaded)."""
+    return ConfigError(f"the run is at step {step}, past the {total} steps train.max_steps/max_tokens give; "
+                       f"ask for more than {step} to continue it, or start over with --init-model")
+
+
 def saved_config(run_dir: Path) -> RunConfig | None:
     """The run's saved config (RUN_DIR/config.yaml), None when the run dir holds none."""
     path = Path(run_dir) / "config.yaml"

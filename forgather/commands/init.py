@@ -9,13 +9,16 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import UserError
 from ..resources import is_model_name, model_project_dir, model_project_names
 from .common import data_sources_from_paths, positive_int
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 EXAMPLES = """examples:
   forgather init my_run --data ~/notes/*.md          a project on your notes
@@ -138,7 +141,7 @@ def project_yaml(directory: Path, data_paths: list[str] | None, model: str, size
                                size=_scalar(size), sources=sources, vocab_size=vocab_size, block_size=block_size)
 
 
-def check_new_project(directory: Path) -> None:
+def check_new_project(directory: Path) -> RunConfig:
     """UserError unless the new project resolves as `config show` would and each local source exists in one known
     format, so a bad option is refused now, not at the first `forgather train`."""
     from ..config import build_config
@@ -146,23 +149,23 @@ def check_new_project(directory: Path) -> None:
     from ..project import PROJECT_FILE, Project, compose_project, resolve
 
     tree, origins = resolve(compose_project(Project(directory, directory / PROJECT_FILE)))
-    problems = data_source_problems(build_config(tree, origins))
+    config = build_config(tree, origins)
+    problems = data_source_problems(config)
     if problems:
         raise UserError(problems[0])
+    return config
 
 
 SMALL_DATA_BYTES = 64 << 20  # sources this small are counted, so that the project fits them; larger hold plenty
 
 
-def fitted_to_small_data(directory: Path, text: str) -> str:
+def fitted_to_small_data(config: RunConfig, text: str) -> str:
     """project.yaml's text with data.shards and validation_fraction lowered to what few documents allow (a single
     note is one document: the defaults of 8 shards and a 5% holdout failed the first `forgather train` on it)."""
     from ..data.sources import count_local_documents
     from ..data.spec import DataSpec
-    from ..project import PROJECT_FILE, Project, compose_project, resolve
 
-    tree, _ = resolve(compose_project(Project(directory, directory / PROJECT_FILE)))
-    spec = DataSpec.from_dict(tree["data"], base_dir=str(directory))
+    spec = DataSpec.from_dict(config.data, base_dir=config.project_dir)
     counts = [count_local_documents(source, SMALL_DATA_BYTES) for source in spec.sources]
     if not counts or any(n is None for n in counts):
         return text
@@ -207,8 +210,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
     try:
         written[0].write_text(text, encoding="utf-8")
         written[1].write_text(README.format(name=directory.name), encoding="utf-8")
-        check_new_project(directory)
-        fitted = fitted_to_small_data(directory, text)
+        fitted = fitted_to_small_data(check_new_project(directory), text)
         if fitted != text:
             written[0].write_text(fitted, encoding="utf-8")
             check_new_project(directory)

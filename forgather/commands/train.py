@@ -12,6 +12,7 @@ from ..agent import PREEMPTED
 from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_done_by
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError, without_environment_values
+from ..lifeline import STOP_SIGNALS
 from ..launch import add_launch_arguments, execute, plan_launch
 from ..preflight import launch_problems, preflight
 from ..run_lock import probe
@@ -92,12 +93,12 @@ def check_step_budget(config: RunConfig) -> None:
     """Refuse, before torchrun starts, a resume whose train.max_steps is behind its newest checkpoint (the ranks
     check again against the checkpoint they verify and load)."""
     from ..checkpoint.layout import list_checkpoints
+    from ..resume_config import budget_behind_the_run
 
     found = [] if config.train.init_model else list_checkpoints(config.run_dir / "checkpoints")
     if found and not config.train.max_tokens and config.train.max_steps is not None and \
             found[-1][0] > config.train.max_steps:
-        raise UserError(f"the run is at step {found[-1][0]}, past the {config.train.max_steps} steps train.max_steps "
-                        f"gives; ask for more than {found[-1][0]} to continue it, or start over with --init-model")
+        raise budget_behind_the_run(found[-1][0], config.train.max_steps)
 
 
 def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
@@ -108,9 +109,6 @@ def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
         config.train.init_model = config.train.overwrite = False
         print(f"forgather: SLURM requeue {requeues}: this job's --init-model already started the run; resuming from "
               "its latest checkpoint", file=sys.stderr)
-
-
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def hold_stop_signals() -> list[int]:

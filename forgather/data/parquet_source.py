@@ -42,9 +42,14 @@ def check_first_footer(spec: SourceSpec, files: list[str]) -> None:
     try:
         names = pq.read_schema(files[0]).names
     except Exception as exc:  # a damaged or non-parquet file: pyarrow raises several types
-        raise DataError(f"source {spec.name!r}: cannot read {files[0]} as parquet ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise unreadable(spec, files[0], exc) from None
     check_text_column(spec, files[0], names)
+
+
+def unreadable(spec: SourceSpec, path: str, exc: Exception) -> DataError:
+    """The one line for a file pyarrow cannot read as parquet: its error's first line, cut short."""
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: {first})")
 
 
 def is_url(path: str) -> bool:
@@ -110,8 +115,7 @@ def _row_group_counts(spec: SourceSpec, fs: Any, files: list[str], identity: lis
         try:
             meta = _open(fs, path)
         except Exception as exc:
-            raise DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: "
-                            f"{str(exc)[:200]})") from None
+            raise unreadable(spec, path, exc) from None
         check_text_column(spec, path, meta.schema_arrow.names)
         counts.append([meta.metadata.row_group(g).num_rows for g in range(meta.metadata.num_row_groups)])
     if cached is not None:
@@ -213,8 +217,7 @@ def read_parquet_column(spec: SourceSpec, files: list[str]) -> pa.ChunkedArray:
             if spec.text_column in names:
                 parts.append(parquet.read(columns=[spec.text_column]).column(0))
         except Exception as exc:  # a damaged or non-parquet file: pyarrow raises several types
-            raise DataError(f"source {spec.name!r}: cannot read {path} as parquet ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+            raise unreadable(spec, path, exc) from None
         check_text_column(spec, path, names)
     parts = [p.cast(pa.large_string()) if pa.types.is_null(p.type) else p for p in parts]  # an all-null column
     if len({part.type for part in parts}) > 1:  # e.g. string in one file, large_string in another

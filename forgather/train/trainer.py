@@ -18,11 +18,12 @@ from torch import nn
 
 from ..config import RunConfig
 from ..console import phase
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..dist.parallelize import describe_graph_breaks, graph_breaks
 from ..checkpoint.layout import adopt_launch_config, launched_config
 from ..dist.setup import DistInfo, report_stopped, use_step_timeout
-from ..lifeline import stop_requested_early
+from ..lifeline import STOP_SIGNALS, stop_requested_early
+from ..resume_config import budget_behind_the_run
 from .agreement import StepAgreement
 from .health import LossMonitor
 from .metrics import MetricsSink, ThroughputMeter, local_state_bytes, memory_stats, peak_flops
@@ -249,8 +250,7 @@ class Trainer:
         steps it asks for are behind the run)."""
         step, total = self._first_step, self.total_steps
         if step > total:
-            raise ConfigError(f"the run is at step {step}, past the {total} steps train.max_steps/max_tokens give; "
-                              f"ask for more than {step} to continue it, or start over with --init-model")
+            raise budget_behind_the_run(step, total)
         self.sink.message(f"the run is at step {step} of {total}: nothing to train; raise --max-steps to continue")
         if self.parts.checkpointer is not None:
             self.parts.checkpointer.finish()
@@ -369,7 +369,7 @@ class Trainer:
             first_at[:1] = first_at[:1] or [now]
             self.stop_requested = 1
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, handler)
         if stop_requested_early():  # asked while the rank was starting: stop at the first agreed step boundary
             self.stop_requested = 1
