@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         stream = StreamDecoder(tokenizer.decode, prompt)
         sys.stdout.write(args.prompt)
         for token in generate_tokens(model, prompt, max_new, sampling, generator, tokenizer.eos_id,
-                                     use_cache=not args.no_kv_cache):
+                                     use_cache=not args.no_kv_cache, vocab_size=tokenizer.vocab_size):
             if token == tokenizer.eos_id:
                 break  # the document ended; its EOS is not text
             sys.stdout.write(stream.push(token))

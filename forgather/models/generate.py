@@ -61,9 +61,12 @@ def generate_tokens(
     generator: torch.Generator | None = None,
     stop_id: int | None = None,
     use_cache: bool = True,
+    vocab_size: int | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens ids continuing `prompt`, stopping after stop_id (which is yielded).
 
+    Only ids below `vocab_size` (the tokenizer's) are chosen: an embedding table is often padded past
+    the tokenizer, and a smaller --tokenizer leaves rows it cannot decode; such an id would print nothing.
     Without the cache every step re-runs the whole sequence: slower, and the reference the cache is
     tested against (same tokens for the same generator seed).
     """
@@ -75,7 +78,7 @@ def generate_tokens(
     cache = model.new_cache() if use_cache else None
     step_input = ids
     for _ in range(max_new_tokens):
-        logits = model(step_input if use_cache else ids, cache=cache)[:, -1]
+        logits = model(step_input if use_cache else ids, cache=cache)[:, -1, :vocab_size]
         token = next_token(logits, sampling, generator)
         yield int(token.item())
         if stop_id is not None and int(token.item()) == stop_id:

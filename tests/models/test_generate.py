@@ -103,6 +103,16 @@ def test_generation_stops_after_the_stop_id():
     assert stopped == greedy[:greedy.index(stop) + 1]
 
 
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0), Sampling(temperature=2.0)], ids=["greedy", "sampled"])
+def test_only_ids_the_tokenizer_can_decode_are_chosen(sampling):
+    # An embedding padded past the tokenizer (or a smaller --tokenizer) has rows no text maps to.
+    m = sharp_model("llama")
+    unlimited = list(generate_tokens(m, PROMPT, 40, sampling, torch.Generator().manual_seed(3)))
+    assert max(unlimited) >= 100  # the model alone does pick such ids
+    limited = list(generate_tokens(m, PROMPT, 40, sampling, torch.Generator().manual_seed(3), vocab_size=100))
+    assert len(limited) == 40 and max(limited) < 100
+
+
 def test_bad_settings_and_inputs_raise():
     m = sharp_model("llama")
     with pytest.raises(UserError, match="top_p"):
