@@ -137,6 +137,7 @@ def _project_spec(args: argparse.Namespace, composed: Any) -> tuple[ModelSpec, s
         composed = compose_project(project)
     if args.model_config:
         composed.tree.setdefault("model", {})["config"] = args.model_config
+        composed.origins["model.config"] = "flag --model-config"  # a bad name is the flag's, not project.yaml's
     config, _ = resolve_config(composed, args)
     model = config.model
     shaped = (f"preset {model.preset}" if model.preset else

@@ -50,6 +50,8 @@ def test_show_other_size_of_the_projects_model_project_with_seq_len(tiny_project
     result = forgather("model", "show", "--model-config", "base", "--seq-len", "128", cwd=tiny_project)
     assert result.returncode == 0, result.stderr
     assert "2 layers × hidden 64" in result.stdout and "seq_len 128" in result.stdout
+    line = one_line_error(forgather("model", "show", "--model-config", "999M", cwd=tiny_project))
+    assert line.startswith("forgather: error: flag --model-config: no model config '999M'")  # not project.yaml's
 
 
 def test_show_124m_model_project_reads_as_124m_class(tmp_path):
