@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from ..config import RunConfig, build_config
 from ..data.spec import named_sources
-from ..errors import DataError
-from ..flags import add_flags, add_set_option, apply_sets
+from ..errors import DataError, UserError
+from ..flags import add_flags, add_set_option, apply_sets, flag_overrides
 from ..project import ComposedConfig, apply_flags, compose_project, find_project, resolve
 from ..yamlio import Origins
 
@@ -20,6 +20,19 @@ def add_project_flags(parser: argparse.ArgumentParser, composed: ComposedConfig 
     add_set_option(parser)
     if composed is not None:
         add_flags(parser, composed.flags)
+
+
+def refuse_unused_overrides(args: argparse.Namespace, composed: ComposedConfig | None, path: str) -> None:
+    """UserError when --set or a config flag was given to a command that reads `path` instead of the project.
+
+    Such an override would change nothing, and the user would read the output as if it had applied.
+    """
+    given = [f"--set {key}" for key, _ in getattr(args, "set", None) or []]
+    if composed is not None:
+        given += [spec.options[0] for spec, _ in flag_overrides(args, composed.flags)]
+    if given:
+        raise UserError(f"{', '.join(given)}: {path} is read without the project's config, so this changes "
+                        "nothing; drop it, or leave out the path to use the project")
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +47,9 @@ def data_sources_from_paths(paths: list[str], cwd: Path | None = None) -> list[d
     base = (cwd or Path.cwd()).resolve()
     entries = []
     for text in paths:
+        if "${" in text:  # the path goes into the config, where ${...} is a reference: it would not stay literal
+            raise DataError(f"--data {text}: '${{' in a --data path would be read as a config reference; give the "
+                            "path as the shell expands it, or rename the file")
         path = Path(text).expanduser()
         path = path if path.is_absolute() else base / path
         if any(c in text for c in "*?["):

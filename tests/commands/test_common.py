@@ -32,6 +32,15 @@ def test_a_data_path_that_names_nothing_is_refused(tmp_path, path, message):
         data_sources_from_paths([path], cwd=tmp_path)
 
 
+def test_a_data_path_holding_a_config_reference_is_refused_not_interpolated(tmp_path, tiny_project, capsys):
+    (tmp_path / "a${output_dir}.md").write_text("# a note\n")  # a literal name; the config would read 'aoutput.md'
+    with pytest.raises(DataError, match=r"config reference"):
+        data_sources_from_paths(["a${output_dir}.md"], cwd=tmp_path)
+    assert main(["train", "--dry-run", "-p", str(tiny_project), "--data", str(tmp_path / "a${output_dir}.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read as a config reference" in err
+
+
 def test_config_show_data_replaces_the_projects_sources(tiny_project, tmp_path, capsys, monkeypatch):
     _files(tmp_path)
     monkeypatch.chdir(tmp_path)  # --data paths are relative to where the user is, not to the project
