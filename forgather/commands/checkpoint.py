@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..checkpoint import layout
 from ..checkpoint.manifest import checkpoint_size, read_manifest, verify_manifest
 from ..errors import CheckpointError, UserError
-from .common import add_project_flags, checked_number, load_composed, resolve_config
+from .common import add_project_flags, checked_number, load_composed, refuse_unused_overrides, resolve_config
 
 EXAMPLES = """examples:
   forgather checkpoint list                          the project's checkpoints, newest last
@@ -186,8 +186,18 @@ def checkpoint_target(target: str, project_checkpoints: Callable[[], Path]) -> P
 def run(args: argparse.Namespace, composed: Any) -> int:
     action = args.checkpoint_action
     if action in ("show", "export"):
-        path = checkpoint_target(args.target, lambda: project_root(args, composed))
+        read_project = []  # a step number reads the project's config; a path does not
+
+        def checkpoints_of_the_project() -> Path:
+            read_project.append(True)
+            return project_root(args, composed)
+
+        path = checkpoint_target(args.target, checkpoints_of_the_project)
+        if not read_project:
+            refuse_unused_overrides(args, composed, args.target)
         return run_show(path) if action == "show" else run_export(path, args)
+    if args.path:
+        refuse_unused_overrides(args, composed, args.path)
     where = Path(args.path) if args.path else project_root(args, composed)
     if not args.path and not where.is_dir():
         raise UserError(f"{where}: no checkpoints yet (run `forgather train` first, or pass PATH)")

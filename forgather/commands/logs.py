@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .common import add_project_flags, load_composed, resolve_config
+from .common import add_project_flags, load_composed, refuse_unused_overrides, resolve_config
 
 METRICS_FILE = "metrics.jsonl"  # written by train/metrics.py's MetricsSink under RUN_DIR/runs
 
@@ -101,6 +101,8 @@ def run(args: argparse.Namespace, composed: Any) -> int:
         path = config.run_dir
         if not path.is_dir():
             raise UserError(f"{path}: no metrics yet (run `forgather train` first, or pass PATH)")
+    else:
+        refuse_unused_overrides(args, composed, str(path))
     source = metrics_file(Path(path))
     summary = summarise(read_metrics(source), source)
     if args.json:

@@ -85,6 +85,17 @@ def test_without_path_uses_the_project_run_dir(tiny_project):
     assert "step-000200: no such checkpoint (checkpoints in " in missing.stderr and ": step-000300)" in missing.stderr
 
 
+def test_a_config_override_with_a_path_is_refused_not_ignored(tiny_project):
+    step_dir = fake_checkpoint(tiny_project / "output" / "checkpoints", 300)
+    for args in (("list", "output", "--set", "output_dir=elsewhere"), ("show", str(step_dir), "--set", "train.learning_rate=0.5"),
+                 ("verify", "output", "--set", "train.learning_rate=0.5")):
+        refused = forgather("checkpoint", *args, cwd=tiny_project)  # each printed the run at PATH, override unused
+        assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
+        assert "is read without the project's config, so this changes nothing" in refused.stderr
+    applied = forgather("checkpoint", "show", "300", "--set", "train.learning_rate=0.5", cwd=tiny_project)  # a step reads it
+    assert applied.returncode == 0 and "step       300" in applied.stdout, applied.stderr
+
+
 def test_missing_path_is_a_one_line_error(tmp_path):
     result = forgather("checkpoint", "verify", str(tmp_path / "nope"), cwd=tmp_path)
     assert result.returncode == 2

@@ -67,3 +67,9 @@ def test_summary_errors_are_one_line(tmp_path):
     path.write_text("not json\n" + path.read_text())
     assert f"{path}:1: not a metrics record" in one_line_error(forgather("logs", "summary", str(tmp_path),
                                                                          cwd=tmp_path))
+
+
+def test_summary_of_a_path_refuses_a_set_it_would_ignore(tmp_path):
+    _write_metrics(tmp_path / "run", *RUN)
+    line = one_line_error(forgather("logs", "summary", str(tmp_path / "run"), "--set", "train.lr=1", cwd=tmp_path))
+    assert "--set train.lr: " in line and "is read without the project's config" in line
