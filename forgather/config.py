@@ -144,7 +144,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.max_steps", lambda v: v is None or v >= 0, "at least 0"),
     ("train.max_tokens", lambda v: v is None or v >= 1, "at least 1 (or null)"),
     ("train.step_cadence", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("train.log_every", lambda v: v >= 0, "at least 0 (0: off)"),
+    ("train.log_every", lambda v: v >= 0, "at least 0 (0: the last step only)"),
     ("train.eval_every", lambda v: v >= 0, "at least 0 (0: off)"),
     ("train.eval_batches", lambda v: v >= 1, "at least 1"),
     ("train.peak_flops", lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0 (or null)"),

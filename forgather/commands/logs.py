@@ -67,7 +67,8 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
 def summarise(series: dict[str, list[tuple[int, float]]], source: Path) -> dict[str, Any]:
     """The figures a user checks first after a run."""
     if "loss" not in series:
-        raise UserError(f"{source}: holds no 'loss' yet; the first is written at step train.log_every")
+        raise UserError(f"{source}: holds no 'loss' yet; it is written every train.log_every steps and at the "
+                        "last step")
     loss = series["loss"]
     finite = [v for _, v in loss if math.isfinite(v)]
     out: dict[str, Any] = {"steps": loss[-1][0], "final_loss": loss[-1][1],

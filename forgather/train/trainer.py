@@ -260,7 +260,8 @@ class Trainer:
         step = self.state.step
         self.sink.advance()
         scalars: dict[str, float] = {}
-        log_step = bool(self.log_every) and (step % self.log_every == 0 or step == self.total_steps)
+        # The last step always logs, so every run records its final loss (log_every 0: only that one).
+        log_step = step == self.total_steps or (bool(self.log_every) and step % self.log_every == 0)
         if log_step or step % self.read_every == 0:
             self._read_losses()
         if log_step:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 from forgather.console import duration
@@ -55,3 +57,11 @@ def test_the_trainer_shows_progress_from_step_1_with_the_last_loss_read(tiny_pro
     assert re.fullmatch(r"step 3/9 \| loss \d\.\d{4} \| lr .* \| [\d.e-]+ s/step \| elapsed \d+s \| ETA \d+s", lines[3])
     loss_at_3 = re.search(r"loss (\d\.\d{4})", lines[3]).group(1)
     assert re.fullmatch(rf"step 4/9 \| loss {loss_at_3} \(step 3\) " + rate, lines[4]), lines[4]
+
+
+def test_log_every_0_still_records_the_final_loss(tiny_project):
+    config = project_config(tiny_project, max_steps=3, log_every=0, eval_every=0, warmup_steps=0)
+    config.checkpoint.save_strategy = "no"
+    assert make_trainer(config).fit() == 0
+    records = [json.loads(line) for line in (config.run_dir / "runs" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], math.isfinite(r["loss"])) for r in records if "loss" in r] == [(3, True)]  # none was written
