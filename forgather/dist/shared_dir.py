@@ -20,22 +20,25 @@ def check_shared_directory(path: Path, what: str = "the run directory") -> None:
     path = Path(path)
     rank = dist.get_rank()
     token = [secrets.token_hex(8) if rank == 0 else None, None]
+    written = None  # rank 0's marker
     if rank == 0:
+        written = path / f".forgather-shared-{token[0]}"
         try:
             path.mkdir(parents=True, exist_ok=True)
-            (path / f".forgather-shared-{token[0]}").write_text(token[0])
+            written.write_text(token[0])
         except OSError as exc:
             token[1] = f"rank 0 cannot write into {what} {path}: {exc}"
-    dist.broadcast_object_list(token, src=0)
-    marker = path / f".forgather-shared-{token[0]}"
     try:
-        seen = token[1] is None and marker.read_text() == token[0]
-    except OSError:
-        seen = False
-    views: list = [None] * dist.get_world_size()
-    dist.all_gather_object(views, (rank, socket.gethostname(), seen))
-    if rank == 0:
-        marker.unlink(missing_ok=True)
+        dist.broadcast_object_list(token, src=0)
+        try:
+            seen = token[1] is None and (path / f".forgather-shared-{token[0]}").read_text() == token[0]
+        except OSError:
+            seen = False
+        views: list = [None] * dist.get_world_size()
+        dist.all_gather_object(views, (rank, socket.gethostname(), seen))
+    finally:  # also when a peer died during the check: the marker is no file of the run's
+        if written is not None:
+            written.unlink(missing_ok=True)
     if token[1] is not None:
         raise UserError(token[1])
     blind = [(r, host) for r, host, ok in views if not ok]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_a_directory_each_rank_sees_differently_is_refused_on_every_rank(tmp_path):
     script = Path(__file__).with_name("shared_dir_script.py")
@@ -22,3 +24,22 @@ def test_a_directory_each_rank_sees_differently_is_refused_on_every_rank(tmp_pat
     assert len(refusals) == 2 and "ACCEPTED" not in out, out[-4000:]
     assert all("is not shared by every node: rank 1 on " in line and "cannot see the file rank 0" in line
                for line in refusals), refusals
+
+
+def test_rank_0_removes_its_marker_when_a_peer_dies_during_the_check(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    from forgather.dist import shared_dir
+
+    def peer_gone(views, mine):
+        raise RuntimeError("Connection closed by peer")  # what gloo raises when the other rank has died
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, src: None)
+    monkeypatch.setattr(dist, "all_gather_object", peer_gone)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="closed by peer"):  # the lost peer's error still reaches the caller
+        shared_dir.check_shared_directory(run_dir)
+    assert list(run_dir.iterdir()) == []  # it left .forgather-shared-<token> in the run dir
