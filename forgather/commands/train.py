@@ -120,7 +120,25 @@ def hold_stop_signals() -> list[int]:
 
 
 def run(args: argparse.Namespace, composed: Any) -> int:
-    stop_requests = [] if args.dry_run else hold_stop_signals()
+    """Launch the run (this process becomes torchrun); an in-process caller that gets an answer instead (a dry run,
+    a refusal, a stop before the start) gets its own signal handlers and mask back."""
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        return launch(args, composed, [] if args.dry_run else hold_stop_signals())
+    finally:
+        # A stop signal left pending by the block below was meant for this launch, which has ended: take it
+        # before unblocking, or the caller's handler (the default one: death by signal) would act on it.
+        while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back from here
+                signal.signal(sig, handler)
+
+
+def launch(args: argparse.Namespace, composed: Any, stop_requests: list[int]) -> int:
+    """Resolve, check and write this launch's config, then exec torchrun; `stop_requests` fills from a signal."""
     config, origins = resolve_config(composed, args)
     apply_launcher_overrides(config, args, origins)
     after_requeue(config, dict(os.environ))

@@ -83,3 +83,37 @@ def test_a_missing_data_path_is_refused_before_torchrun_and_warned_by_a_dry_run(
     assert f"file not found: {missing}" in one_line_error(result)
     dry = forgather("train", "--dry-run", "--set", sources, cwd=tiny_project)
     assert dry.returncode == 0 and f"# warning: source 'rows': file not found: {missing}" in dry.stdout
+
+
+def test_a_launch_that_returns_in_process_gives_the_caller_its_signal_handlers_back(tiny_project, monkeypatch):
+    import signal
+    import threading
+
+    import pytest
+
+    from forgather.cli import run as run_cli
+    from forgather.commands import train as train_command
+    from forgather.errors import UserError
+    from forgather.lifeline import STOP_SIGNALS
+
+    def exec_that_fails_after_a_stop(plan):  # a SIGTERM after the block stays pending; then no exec happens
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        return 1
+
+    monkeypatch.setattr(train_command, "execute", exec_that_fails_after_a_stop)
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        assert run_cli(["train", "-p", str(tiny_project), "--init-model"]) == 1  # and the pending SIGTERM did
+        # not kill this process once unblocked
+        assert {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} == handlers  # Ctrl-C was swallowed after it
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask  # SIGTERM/SIGINT stayed blocked
+        with pytest.raises(UserError, match="no such file"):
+            run_cli(["train", "-p", str(tiny_project), "--data", str(tiny_project / "missing.txt")])
+        assert {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} == handlers
+    finally:  # on the old code: leave this test process as it was
+        while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
