@@ -54,13 +54,16 @@ def main() -> None:
     spec = ModelSpec.from_dict(config.model.arch)
     precision = plan_precision(config.train.precision, info.device.type)
     reductions: list[str] = []
-    real_reduce_scatter = dist.reduce_scatter_single
+    # FSDP2's gradient reduce-scatter: reduce_scatter_single from torch 2.13, reduce_scatter_tensor before
+    # (both take (output, input, ...)); the GPU machines run 2.11.
+    collective = "reduce_scatter_single" if hasattr(dist, "reduce_scatter_single") else "reduce_scatter_tensor"
+    real_reduce_scatter = getattr(dist, collective)
 
-    def reduce_scatter(*args, **kwargs):  # FSDP2's gradient reduce-scatter
+    def reduce_scatter(*args, **kwargs):
         reductions.append(str(kwargs.get("input", args[1] if len(args) > 1 else None).dtype))
         return real_reduce_scatter(*args, **kwargs)
 
-    dist.reduce_scatter_single = reduce_scatter
+    setattr(dist, collective, reduce_scatter)
     report = {}
     for mode in ("ddp", "fsdp2", "dispatch"):
         config.dist.mode = mode
