@@ -22,11 +22,17 @@ STOP_FILE = "stop"  # in it: the launcher was asked to stop, maybe before this r
 _early_requests: list[int] = []
 
 
+def record_stop_signals(received: list[int]) -> list[int]:
+    """Make each SIGTERM/SIGINT a note appended to `received` (returned), for a process to act on at a safe point."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    return received
+
+
 def hold_stop_requests() -> None:
     """Keep a SIGTERM/SIGINT that reaches this rank before its trainer takes signals over: the default action
     killed a rank still starting (exit 143, nothing said), so a preemption during startup was not a clean stop."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: _early_requests.append(signum))
+    record_stop_signals(_early_requests)
 
 
 def stop_requested_early() -> bool:

@@ -12,7 +12,7 @@ from ..agent import PREEMPTED
 from ..checkpoint.layout import CONFIG_FILE, check_fresh_start, launch_config_path, start_over_done_by
 from ..config import RunConfig, write_config
 from ..errors import DataError, UserError, without_environment_values
-from ..lifeline import STOP_SIGNALS
+from ..lifeline import STOP_SIGNALS, record_stop_signals
 from ..launch import add_launch_arguments, execute, plan_launch
 from ..preflight import launch_problems, preflight
 from ..run_lock import probe
@@ -111,24 +111,17 @@ def after_requeue(config: RunConfig, environ: dict[str, str]) -> None:
               "its latest checkpoint", file=sys.stderr)
 
 
-def hold_stop_signals() -> list[int]:
-    """Keep SIGTERM/SIGINT for the launch to act on at one safe point (before torchrun starts); the list fills."""
-    received: list[int] = []
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: received.append(signum))
-    return received
-
-
 def run(args: argparse.Namespace, composed: Any) -> int:
     """Launch the run (this process becomes torchrun); an in-process caller that gets an answer instead (a dry run,
     a refusal, a stop before the start) gets its own signal handlers and mask back."""
     handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
-        return launch(args, composed, [] if args.dry_run else hold_stop_signals())
+        # Held for one safe point (before torchrun starts) rather than killing the launcher part-way.
+        return launch(args, composed, [] if args.dry_run else record_stop_signals([]))
     finally:
-        # A stop signal left pending by the block below was meant for this launch, which has ended: take it
-        # before unblocking, or the caller's handler (the default one: death by signal) would act on it.
+        # A stop signal left pending by launch()'s block before the exec was meant for this launch, which has
+        # ended: take it before unblocking, or the caller's handler (the default one: death by signal) would act.
         while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
             pass
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
